@@ -1,0 +1,3 @@
+from roadie.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Thin Click commands: parse, confirm, print. The work is done elsewhere."""

@@ -1,0 +1,1 @@
+"""Pure builders of the command lines roadie runs; unit-tested without hosts."""

@@ -1,0 +1,15 @@
+"""The two ways a roadie command fails, mapped to the exit codes CI relies on."""
+
+import click
+
+
+class BadInput(click.ClickException):
+    """The user asked for something wrong; nothing was changed. Exit 2."""
+
+    exit_code = 2
+
+
+class OperationFailed(click.ClickException):
+    """A well-formed operation did not succeed. Exit 1."""
+
+    exit_code = 1

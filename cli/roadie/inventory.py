@@ -1,0 +1,108 @@
+"""The one inventory that Ansible, deploys and on-call tasks all read.
+
+`ansible-inventory --list` resolves static YAML, group_vars and the aws_ec2
+plugin alike, so roadie never second-guesses how Ansible sees the hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from roadie import paths
+from roadie.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    groups: tuple[str, ...]
+    vars: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    env: str
+    hosts: dict[str, Host]
+    group_vars: dict = field(default_factory=dict, compare=False)
+
+    def group(self, name: str) -> list[Host]:
+        return [h for h in self.hosts.values() if name in h.groups]
+
+    def select(self, names: list[str] | None) -> list[Host]:
+        """Hosts or groups by name, in inventory order; an unknown name is bad input."""
+        if not names:
+            return list(self.hosts.values())
+        chosen: dict[str, Host] = {}
+        for name in names:
+            if name in self.hosts:
+                chosen[name] = self.hosts[name]
+                continue
+            members = self.group(name)
+            if not members:
+                raise BadInput(f"'{name}' is neither a host nor a group in the {self.env} inventory.")
+            for h in members:
+                chosen[h.name] = h
+        return [h for h in self.hosts.values() if h.name in chosen]
+
+
+def parse(env: str, data: dict) -> Inventory:
+    """Build an Inventory from `ansible-inventory --list` JSON."""
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    membership: dict[str, list[str]] = {}
+
+    def walk(group: str, seen: tuple[str, ...]) -> None:
+        if group in seen:
+            return
+        node = data.get(group, {})
+        for host in node.get("hosts", []):
+            membership.setdefault(host, [])
+            for g in (*seen, group):
+                if g not in ("all",) and g not in membership[host]:
+                    membership[host].append(g)
+        for child in node.get("children", []):
+            walk(child, (*seen, group))
+
+    walk("all", ())
+    hosts = {}
+    for name in sorted(membership, key=_natural):
+        hv = hostvars.get(name, {})
+        hosts[name] = Host(name=name, address=str(hv.get("ansible_host", name)),
+                           groups=tuple(sorted(membership[name])), vars=hv)
+    return Inventory(env=env, hosts=hosts, group_vars=data.get("all", {}).get("vars", {}))
+
+
+def _natural(name: str):
+    head = name.rstrip("0123456789")
+    tail = name[len(head):]
+    return (head, int(tail) if tail else -1)
+
+
+def inventory_path(env: str) -> Path:
+    path = paths.INVENTORIES / env
+    if not path.is_dir():
+        known = sorted(p.name for p in paths.INVENTORIES.iterdir() if p.is_dir())
+        raise BadInput(f"Unknown environment '{env}': expected one of {', '.join(known)}.")
+    return path
+
+
+def ansible_bin(name: str) -> str:
+    """An Ansible executable from roadie's own environment, else from PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def load(env: str) -> Inventory:
+    path = inventory_path(env)
+    proc = subprocess.run([ansible_bin("ansible-inventory"), "-i", str(path), "--list"],
+                          capture_output=True, text=True, env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"})
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["ansible-inventory failed"])[-1]
+        raise BadInput(f"Cannot read the {env} inventory: {last}")
+    return parse(env, json.loads(proc.stdout))
