@@ -1,0 +1,79 @@
+"""Processes roadie starts and stops: detached, recorded by PID, checked by identity.
+
+A PID alone can be reused after a reboot or a long gap, so a recorded process
+counts as ours only while its command line still carries the marker we gave it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def start_detached(argv: list[str], log: Path, env: dict | None = None) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+    return proc.pid
+
+
+def cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+        return None
+    if state in ("Z", "X"):
+        return None
+    return raw.decode(errors="replace").rstrip("\0").split("\0")
+
+
+def alive(pid: int | None, marker: str) -> bool:
+    """True while `pid` runs and its command line contains `marker`."""
+    if not pid:
+        return False
+    args = cmdline(pid)
+    return args is not None and any(marker in a for a in args)
+
+
+def find(marker: str) -> list[int]:
+    """PIDs whose command line contains `marker` (for sweeping a lost record)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and alive(int(entry.name), marker):
+            found.append(int(entry.name))
+    return found
+
+
+def stop(pids_markers: list[tuple[int, str]], timeout: float = 20.0) -> None:
+    """SIGTERM each live process, wait for all, SIGKILL what remains."""
+    live = [(p, m) for p, m in pids_markers if alive(p, m)]
+    for pid, _ in live:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while live and time.monotonic() < deadline:
+        _reap()
+        live = [(p, m) for p, m in live if alive(p, m)]
+        if live:
+            time.sleep(0.1)
+    for pid, _ in live:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _reap() -> None:
+    """Collect our own exited children so they do not linger as zombies."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
