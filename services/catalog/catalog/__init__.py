@@ -1,0 +1,1 @@
+"""The catalog service: the music library API over PostgreSQL."""
