@@ -1,0 +1,195 @@
+"""The streaming service against a moto S3: range requests, the bounded cache, health, seed-media."""
+
+import io
+import os
+import wave
+
+import pytest
+from werkzeug.test import Client
+
+import servicekit
+from streaming import app as streaming_app
+from streaming import seed_media
+from streaming.cache import MediaCache, NotFound
+from streaming.config import Config
+
+TRACKS = 4
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_endpoint):
+    s3 = servicekit.s3(moto_endpoint)
+    name = f"media-{os.getpid()}"
+    s3.create_bucket(Bucket=name)
+    seed_media.seed(s3, name, TRACKS, seconds=0.5, log=lambda _: None)
+    return name
+
+
+def make_client(endpoint, bucket, cache_dir, max_bytes=10 << 20):
+    cfg = Config(bind="", media_bucket=bucket, cache_dir=str(cache_dir), cache_max_bytes=max_bytes,
+                 workers=1, threads=1, graceful_timeout=1)
+    return Client(streaming_app.create_app(cfg, s3_client=servicekit.s3(endpoint)))
+
+
+@pytest.fixture
+def client(moto_endpoint, bucket, tmp_path):
+    return make_client(moto_endpoint, bucket, tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def audio():
+    return seed_media.wav(1, seconds=0.5)
+
+
+def test_whole_file_is_200(client, audio):
+    resp = client.get("/stream/1")
+    assert resp.status_code == 200
+    assert resp.get_data() == audio
+    assert resp.headers["Accept-Ranges"] == "bytes"
+    assert resp.headers["Content-Type"] == "audio/wav"
+    assert int(resp.headers["Content-Length"]) == len(audio)
+
+
+@pytest.mark.parametrize("header,start,end", [
+    ("bytes=0-99", 0, 99),
+    ("bytes=100-", 100, None),
+    ("bytes=-50", -50, None),
+    ("bytes=7-7", 7, 7),
+    ("bytes=44-999999999", 44, None),
+])
+def test_range_is_206_with_exactly_those_bytes(client, audio, header, start, end):
+    resp = client.get("/stream/1", headers={"Range": header})
+    n = len(audio)
+    first = start if start >= 0 else n + start
+    last = n - 1 if end is None else end
+    assert resp.status_code == 206
+    assert resp.headers["Content-Range"] == f"bytes {first}-{last}/{n}"
+    assert resp.get_data() == audio[first:last + 1]
+    assert int(resp.headers["Content-Length"]) == last - first + 1
+
+
+@pytest.mark.parametrize("header", ["bytes={n}-", "bytes={n}-{m}", "bytes=99999999-"])
+def test_unsatisfiable_range_is_416(client, audio, header):
+    n = len(audio)
+    resp = client.get("/stream/1", headers={"Range": header.format(n=n, m=n + 10)})
+    assert resp.status_code == 416
+    assert resp.headers["Content-Range"] == f"bytes */{n}"
+
+
+@pytest.mark.parametrize("header", ["bytes=0-1,5-6", "items=0-5", "nonsense", "bytes=9-3"])
+def test_ranges_not_served_are_ignored_with_the_whole_file(client, audio, header):
+    resp = client.get("/stream/1", headers={"Range": header})
+    assert resp.status_code == 200
+    assert resp.get_data() == audio
+
+
+def test_head_has_length_and_no_body(client, audio):
+    resp = client.head("/stream/1")
+    assert resp.status_code == 200
+    assert int(resp.headers["Content-Length"]) == len(audio)
+    assert resp.get_data() == b""
+
+
+@pytest.mark.parametrize("path,status", [("/stream/999", 404), ("/stream/abc", 404), ("/stream/", 404)])
+def test_unknown_tracks(client, path, status):
+    assert client.get(path).status_code == status
+
+
+def test_second_request_is_served_from_the_cache(moto_endpoint, bucket, tmp_path):
+    s3 = servicekit.s3(moto_endpoint)
+    s3.put_object(Bucket=bucket, Key="tracks/500.wav", Body=seed_media.wav(500, 0.2))
+    c = make_client(moto_endpoint, bucket, tmp_path)
+    first = c.get("/stream/500").get_data()
+    s3.delete_object(Bucket=bucket, Key="tracks/500.wav")
+    assert c.get("/stream/500").get_data() == first
+    assert c.get("/stream/500", headers={"Range": "bytes=0-3"}).get_data() == b"RIFF"
+
+
+def test_media_store_down_is_502(bucket, tmp_path):
+    c = make_client(f"http://127.0.0.1:{servicekit.free_port()}", bucket, tmp_path)
+    assert c.get("/stream/1").status_code == 502
+
+
+def test_healthz(moto_endpoint, bucket, tmp_path):
+    assert make_client(moto_endpoint, bucket, tmp_path / "a").get("/healthz").status_code == 200
+    assert make_client(moto_endpoint, "no-such-bucket", tmp_path / "b").get("/healthz").status_code == 503
+    down = make_client(f"http://127.0.0.1:{servicekit.free_port()}", bucket, tmp_path / "c")
+    assert down.get("/healthz").status_code == 503
+
+
+def test_version(client):
+    assert client.get("/version").json["service"] == "streaming"
+
+
+def fake_store(objects):
+    calls = []
+
+    def fetch(key, out):
+        calls.append(key)
+        if key not in objects:
+            raise NotFound(key)
+        out.write(objects[key])
+    return fetch, calls
+
+
+def test_cache_stays_within_its_bound_evicting_least_recently_used(tmp_path):
+    objects = {f"k{i}": bytes([i]) * 400 for i in range(5)}
+    fetch, calls = fake_store(objects)
+    cache = MediaCache(tmp_path, 1000, fetch)
+    for key in ("k0", "k1", "k0", "k2"):  # k1 is now least recently used
+        with cache.open(key) as f:
+            assert f.read() == objects[key]
+    assert cache.size() <= 1000
+    assert sorted(e.name for e in cache.entries()) == ["k0", "k2"]
+    assert calls == ["k0", "k1", "k2"]
+
+
+def test_object_bigger_than_the_cache_is_served_but_not_kept(tmp_path):
+    fetch, calls = fake_store({"big": b"x" * 5000})
+    cache = MediaCache(tmp_path, 1000, fetch)
+    for _ in range(2):
+        with cache.open("big") as f:
+            assert f.read() == b"x" * 5000
+    assert cache.entries() == [] and calls == ["big", "big"]
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_failed_fetch_leaves_nothing_behind(tmp_path):
+    def fetch(key, out):
+        out.write(b"partial")
+        raise ConnectionError("reset")
+
+    cache = MediaCache(tmp_path, 1000, fetch)
+    with pytest.raises(ConnectionError):
+        cache.open("k")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seeded_media_is_real_audio():
+    with wave.open(io.BytesIO(seed_media.wav(3, seconds=0.25))) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, seed_media.RATE)
+        assert w.getnframes() == int(0.25 * seed_media.RATE)
+
+
+def test_seed_media_uploads_only_what_is_missing(moto_endpoint, bucket):
+    s3 = servicekit.s3(moto_endpoint)
+    assert seed_media.seed(s3, bucket, TRACKS + 2, seconds=0.1, log=lambda _: None) == 2
+    assert seed_media.seed(s3, bucket, TRACKS + 2, seconds=0.1, log=lambda _: None) == 0
+
+
+def test_range_request_through_gunicorn(moto_endpoint, bucket, tmp_path, audio):
+    port = servicekit.free_port()
+    env = servicekit.service_env("streaming", STREAMING_BIND=f"127.0.0.1:{port}", STREAMING_MEDIA_BUCKET=bucket,
+                                 STREAMING_CACHE_DIR=tmp_path / "cache", STREAMING_WORKERS=2,
+                                 AWS_ENDPOINT_URL=moto_endpoint)
+    proc = servicekit.gunicorn("streaming", port, env, tmp_path / "gunicorn.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert servicekit.get(base + "/healthz")[0] == 200
+        status, headers, data = servicekit.get(base + "/stream/1", {"Range": "bytes=10-19"})
+        assert (status, headers["Content-Range"], data) == (206, f"bytes 10-19/{len(audio)}", audio[10:20])
+        status, _, data = servicekit.get(base + "/stream/1")
+        assert (status, data) == (200, audio)
+        assert servicekit.get(base + "/stream/1", {"Range": f"bytes={len(audio)}-"})[0] == 416
+    finally:
+        assert servicekit.stop(proc) == 0
