@@ -18,7 +18,8 @@ def settings(env: str) -> dict:
     inv = inventory.load(env)
     any_vars = next(iter(inv.hosts.values())).vars if inv.hosts else inv.group_vars
     return {
-        "endpoint_url": any_vars.get("roadie_aws_endpoint_url"),
+        # ROADIE_AWS_ENDPOINT_URL points any environment at another API (a test's moto).
+        "endpoint_url": os.environ.get("ROADIE_AWS_ENDPOINT_URL") or any_vars.get("roadie_aws_endpoint_url"),
         "region": any_vars.get("roadie_aws_region", "us-east-1"),
         "buckets": dict(any_vars.get("roadie_buckets", {})),
     }
