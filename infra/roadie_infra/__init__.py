@@ -1,0 +1,1 @@
+"""The roadie Pulumi program: components for network, security, storage and compute."""

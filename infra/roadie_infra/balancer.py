@@ -1,0 +1,76 @@
+"""The public ALB: HTTPS in, HTTP redirected, paths routed to the app tiers.
+
+Target groups live here rather than with the auto scaling groups because the
+rolling deploys drain and re-enable hosts through them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from roadie_infra.settings import Settings
+from roadie_infra.tags import tags
+
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+# path pattern -> service, in listener-rule priority order.
+ROUTES = (("/api/*", "catalog"), ("/stream/*", "streaming"))
+
+
+@dataclass
+class BalancerArgs:
+    settings: Settings
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: list[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+
+
+class Balancer(pulumi.ComponentResource):
+    def __init__(self, name: str, args: BalancerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("roadie:infra:Balancer", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.target_groups: dict[str, aws.lb.TargetGroup] = {}
+        for service in ("streaming", "catalog"):
+            tier = getattr(s, service)
+            self.target_groups[service] = aws.lb.TargetGroup(
+                f"{name}-{service}", name=f"roadie-{s.environment}-{service}"[:32], port=tier.port,
+                protocol="HTTP", target_type="instance", vpc_id=args.vpc_id,
+                deregistration_delay=s.deregistration_delay,
+                health_check={"path": tier.health_check_path, "port": "traffic-port", "protocol": "HTTP",
+                              "matcher": "200", "interval": 10, "timeout": 5, "healthy_threshold": 2,
+                              "unhealthy_threshold": 3},
+                tags=tags(s, service, "target-group"), opts=child)
+
+        self.alb = aws.lb.LoadBalancer(
+            f"{name}-alb", name=f"roadie-{s.environment}"[:32], load_balancer_type="application", internal=False,
+            security_groups=[args.security_group_id], subnets=args.public_subnet_ids,
+            drop_invalid_header_fields=True, enable_deletion_protection=s.production,
+            idle_timeout=300,  # long enough for a slow client to fetch an audio segment
+            tags=tags(s, "loadbalancer", "alb", name=f"roadie-{s.environment}"), opts=child)
+
+        self.https = aws.lb.Listener(
+            f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS", ssl_policy=TLS_POLICY,
+            certificate_arn=s.certificate_arn,
+            default_actions=[{"type": "fixed-response",
+                              "fixed_response": {"content_type": "text/plain", "message_body": "not found",
+                                                 "status_code": "404"}}],
+            tags=tags(s, "loadbalancer", "alb"), opts=child)
+        aws.lb.Listener(
+            f"{name}-http", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+            default_actions=[{"type": "redirect",
+                              "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
+            tags=tags(s, "loadbalancer", "alb"), opts=child)
+        for priority, (pattern, service) in enumerate(ROUTES, start=1):
+            aws.lb.ListenerRule(
+                f"{name}-{service}-route", listener_arn=self.https.arn, priority=priority * 10,
+                actions=[{"type": "forward", "target_group_arn": self.target_groups[service].arn}],
+                conditions=[{"path_pattern": {"values": [pattern]}}],
+                tags=tags(s, service, "alb"), opts=child)
+
+        self.register_outputs({"dns_name": self.alb.dns_name,
+                               **{f"{svc}_target_group": tg.arn for svc, tg in self.target_groups.items()}})

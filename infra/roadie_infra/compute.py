@@ -1,0 +1,138 @@
+"""Hosts: auto-scaled streaming and catalog tiers, fixed database primary and replica.
+
+Pulumi only creates the machines; Ansible configures them (roadie converge).
+Every host gets IMDSv2, an encrypted root volume and an instance profile that
+can read only its own tier's buckets and SSM parameters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from roadie_infra.settings import Settings
+from roadie_infra.tags import asg_tags, tags
+
+SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+ROOT_DEVICE = "/dev/xvda"  # Debian's AMIs
+DATA_DEVICE = "/dev/xvdf"
+METADATA = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
+            "instance_metadata_tags": "enabled"}
+
+# What each tier may do with the buckets: (bucket kind, read|write).
+BUCKET_ACCESS = {
+    "streaming": (("artifacts", "read"), ("media", "read")),
+    "catalog": (("artifacts", "read"),),
+    "database": (("artifacts", "read"), ("backups", "write")),
+}
+
+
+def tier_policy(tier: str, env: str, bucket_arns: dict[str, str], key_arn: str, region: str, account: str) -> dict:
+    """The least-privilege policy document of one tier's instance role."""
+    statements = []
+    for kind, mode in BUCKET_ACCESS[tier]:
+        arn = bucket_arns[kind]
+        actions = ["s3:GetObject"] + (["s3:PutObject"] if mode == "write" else [])
+        statements.append({"Sid": f"{kind.capitalize()}Objects", "Effect": "Allow", "Action": actions,
+                           "Resource": f"{arn}/*"})
+        statements.append({"Sid": f"{kind.capitalize()}List", "Effect": "Allow", "Action": "s3:ListBucket",
+                           "Resource": arn})
+    statements.append({"Sid": "TierParameters", "Effect": "Allow",
+                       "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+                       "Resource": f"arn:aws:ssm:{region}:{account}:parameter/roadie/{env}/{tier}/*"})
+    statements.append({"Sid": "StorageKey", "Effect": "Allow",
+                       "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key_arn})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+@dataclass
+class ComputeArgs:
+    settings: Settings
+    image_id: str
+    region: str
+    account_id: str
+    zones: list[str]
+    private_subnet_ids: list[pulumi.Input[str]]
+    database_subnet_ids: list[pulumi.Input[str]]
+    security_group_ids: dict[str, pulumi.Input[str]]
+    target_group_arns: dict[str, pulumi.Input[str]]
+    bucket_arns: dict[str, pulumi.Input[str]]
+    key_arn: pulumi.Input[str]
+    data_volume_ids: dict[str, pulumi.Input[str]]
+
+
+class Compute(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ComputeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("roadie:infra:Compute", name, None, opts)
+        self._name, self._args = name, args
+        s = args.settings
+        self.profiles = {tier: self._profile(tier) for tier in BUCKET_ACCESS}
+        self.groups = {tier: self._tier(tier) for tier in ("streaming", "catalog")}
+        self.databases = {role: self._database(role) for role in ("primary", "replica")}
+        self.register_outputs({f"database_{role}_address": i.private_ip for role, i in self.databases.items()}
+                              | {f"{tier}_group": g.name for tier, g in self.groups.items()}
+                              | {"environment": s.environment})
+
+    def _profile(self, tier: str) -> aws.iam.InstanceProfile:
+        a, s, n = self._args, self._args.settings, self._name
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(f"{n}-{tier}-role", assume_role_policy=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                           "Action": "sts:AssumeRole"}]}),
+            tags=tags(s, tier, "iam"), opts=child)
+        aws.iam.RolePolicyAttachment(f"{n}-{tier}-ssm", role=role.name, policy_arn=SSM_CORE, opts=child)
+        kinds = sorted(a.bucket_arns)
+        policy = pulumi.Output.all(a.key_arn, *[a.bucket_arns[k] for k in kinds]).apply(
+            lambda v: json.dumps(tier_policy(tier, s.environment, dict(zip(kinds, v[1:])), v[0], a.region,
+                                             a.account_id)))
+        aws.iam.RolePolicy(f"{n}-{tier}-access", role=role.id, policy=policy, opts=child)
+        return aws.iam.InstanceProfile(f"{n}-{tier}-profile", role=role.name, tags=tags(s, tier, "iam"),
+                                       opts=child)
+
+    def _root_volume(self) -> dict:
+        return {"volume_size": 20, "volume_type": "gp3", "encrypted": True, "kms_key_id": self._args.key_arn,
+                "delete_on_termination": True}
+
+    def _tier(self, tier: str) -> aws.autoscaling.Group:
+        a, s, n = self._args, self._args.settings, self._name
+        cfg = getattr(s, tier)
+        child = pulumi.ResourceOptions(parent=self)
+        host_tags = tags(s, tier, tier, name=f"{tier}")
+        root = self._root_volume()
+        template = aws.ec2.LaunchTemplate(
+            f"{n}-{tier}", name_prefix=f"roadie-{s.environment}-{tier}-", image_id=a.image_id,
+            instance_type=cfg.instance_type, iam_instance_profile={"arn": self.profiles[tier].arn},
+            vpc_security_group_ids=[a.security_group_ids[tier]], metadata_options=METADATA,
+            block_device_mappings=[{"device_name": ROOT_DEVICE,
+                                    "ebs": {**root, "encrypted": "true", "delete_on_termination": "true"}}],
+            tag_specifications=[{"resource_type": "instance", "tags": host_tags},
+                                {"resource_type": "volume", "tags": host_tags}],
+            update_default_version=True, tags=tags(s, tier, tier), opts=child)
+        return aws.autoscaling.Group(
+            f"{n}-{tier}", name_prefix=f"roadie-{s.environment}-{tier}-", vpc_zone_identifiers=a.private_subnet_ids,
+            min_size=cfg.min_size, max_size=cfg.max_size, desired_capacity=cfg.desired_capacity,
+            # A pinned version (not $Latest) makes a template change start an instance refresh.
+            launch_template={"id": template.id, "version": template.latest_version.apply(str)},
+            target_group_arns=[a.target_group_arns[tier]], health_check_type="ELB", health_check_grace_period=120,
+            instance_refresh={"strategy": "Rolling",
+                              "preferences": {"min_healthy_percentage": 90, "instance_warmup": 60}},
+            tags=asg_tags(tags(s, tier, tier, name=f"{tier}")), opts=child)
+
+    def _database(self, role: str) -> aws.ec2.Instance:
+        a, s, n = self._args, self._args.settings, self._name
+        index = getattr(s.database, f"{role}_az")
+        host = aws.ec2.Instance(
+            f"{n}-db-{role}", ami=a.image_id, instance_type=s.database.instance_type,
+            subnet_id=a.database_subnet_ids[index], availability_zone=a.zones[index],
+            vpc_security_group_ids=[a.security_group_ids["database"]],
+            iam_instance_profile=self.profiles["database"].name, metadata_options=METADATA,
+            root_block_device=self._root_volume(), disable_api_termination=s.production,
+            tags=tags(s, "database", "postgresql", name=f"db-{role}", **{"roadie:db-role": role}),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]))
+        aws.ec2.VolumeAttachment(f"{n}-db-{role}-data", device_name=DATA_DEVICE, volume_id=a.data_volume_ids[role],
+                                 instance_id=host.id, opts=pulumi.ResourceOptions(parent=self))
+        return host

@@ -1,0 +1,74 @@
+"""One security group per tier; who may reach whom is the RULES table below.
+
+No SSH anywhere: operators reach hosts through SSM Session Manager, which
+needs only outbound HTTPS from the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from roadie_infra.settings import Settings
+from roadie_infra.tags import HOST_ROLES, tags
+
+ANYWHERE = "0.0.0.0/0"
+POSTGRES = 5432
+
+
+@dataclass(frozen=True)
+class Rule:
+    direction: str  # ingress | egress
+    tier: str  # the group the rule belongs to
+    peer: str  # another tier, or a CIDR
+    port: int
+    why: str
+
+
+def rules(streaming_port: int, catalog_port: int) -> list[Rule]:
+    return [
+        Rule("ingress", "loadbalancer", ANYWHERE, 80, "HTTP from listeners, redirected to HTTPS"),
+        Rule("ingress", "loadbalancer", ANYWHERE, 443, "HTTPS from listeners"),
+        Rule("egress", "loadbalancer", "streaming", streaming_port, "forward /stream/*"),
+        Rule("egress", "loadbalancer", "catalog", catalog_port, "forward /api/*"),
+        Rule("ingress", "streaming", "loadbalancer", streaming_port, "traffic and health checks from the ALB"),
+        Rule("egress", "streaming", ANYWHERE, 443, "S3, SSM and package mirrors over HTTPS"),
+        Rule("ingress", "catalog", "loadbalancer", catalog_port, "traffic and health checks from the ALB"),
+        Rule("egress", "catalog", ANYWHERE, 443, "S3, SSM and package mirrors over HTTPS"),
+        Rule("egress", "catalog", "database", POSTGRES, "queries"),
+        Rule("ingress", "database", "catalog", POSTGRES, "queries from the catalog API"),
+        Rule("ingress", "database", "database", POSTGRES, "streaming replication"),
+        Rule("egress", "database", "database", POSTGRES, "streaming replication"),
+        Rule("egress", "database", ANYWHERE, 443, "backups to S3, SSM and package mirrors"),
+    ]
+
+
+@dataclass
+class SecurityArgs:
+    settings: Settings
+    vpc_id: pulumi.Input[str]
+
+
+class Security(pulumi.ComponentResource):
+    def __init__(self, name: str, args: SecurityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("roadie:infra:Security", name, None, opts)
+        s = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        self.groups: dict[str, aws.ec2.SecurityGroup] = {
+            tier: aws.ec2.SecurityGroup(
+                f"{name}-{tier}", vpc_id=args.vpc_id, description=f"roadie {s.environment} {tier} tier",
+                tags=tags(s, tier, "security-group", name=f"roadie-{s.environment}-{tier}"),
+                opts=child)
+            for tier in HOST_ROLES
+        }
+        for r in rules(s.streaming.port, s.catalog.port):
+            peer = ({"cidr_ipv4": r.peer} if r.peer == ANYWHERE
+                    else {"referenced_security_group_id": self.groups[r.peer].id})
+            cls = aws.vpc.SecurityGroupIngressRule if r.direction == "ingress" else aws.vpc.SecurityGroupEgressRule
+            source = "any" if r.peer == ANYWHERE else r.peer
+            cls(f"{name}-{r.tier}-{r.direction}-{source}-{r.port}", security_group_id=self.groups[r.tier].id,
+                ip_protocol="tcp", from_port=r.port, to_port=r.port, description=r.why,
+                tags=tags(s, r.tier, "security-group"), opts=child, **peer)
+        self.register_outputs({f"{tier}_group_id": g.id for tier, g in self.groups.items()})

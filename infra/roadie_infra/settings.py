@@ -1,0 +1,152 @@
+"""Stack settings: read once from `Pulumi.<stack>.yaml`, validated and typed.
+
+Kept free of Pulumi imports so `roadie infra` can reject a bad stack file
+before it ever starts the Pulumi CLI, with the same one-line message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "roadie"
+INFRA_DIR = Path(__file__).resolve().parents[1]
+DEBIAN_AMI_PARAMETER = "/aws/service/debian/release/bookworm/latest/amd64"
+
+
+class ConfigError(ValueError):
+    """A stack setting is missing or wrong; the message names the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True)
+
+
+class Tier(_Model):
+    """An auto-scaled app tier behind the load balancer."""
+
+    instance_type: str = Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    min_size: int = Field(ge=0, le=100)
+    max_size: int = Field(ge=1, le=100)
+    desired_capacity: int = Field(ge=0, le=100)
+    port: int = Field(ge=1024, le=65535)
+    health_check_path: str = Field(default="/health", pattern=r"^/")
+
+
+class Database(_Model):
+    """PostgreSQL primary and replica; the AZs are indexes into the stack's zones."""
+
+    instance_type: str = Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+    volume_size_gb: int = Field(ge=20, le=16384)
+    primary_az: int = Field(ge=0)
+    replica_az: int = Field(ge=0)
+
+
+class Settings(_Model):
+    environment: Literal["dev", "staging", "production"]
+    owner: str = Field(min_length=1)
+    bucket_prefix: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{2,40}$")
+    vpc_cidr: ipaddress.IPv4Network
+    az_count: int = Field(ge=2, le=4)
+    nat_per_az: bool
+    certificate_arn: str = Field(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
+    image_parameter: str = Field(default=DEBIAN_AMI_PARAMETER, pattern=r"^/")
+    deregistration_delay: int = Field(default=30, ge=0, le=3600)
+    backup_retention_days: int = Field(default=35, ge=1)
+    media_infrequent_after_days: int = Field(default=30, ge=30)
+    streaming: Tier
+    catalog: Tier
+    database: Database
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+
+def _key(loc: tuple) -> str:
+    fields = [to_camel(p) if isinstance(p, str) else str(p) for p in loc]
+    return f"{NAMESPACE}:{'.'.join(fields)}"
+
+
+def _cross_checks(s: Settings):
+    """What one field alone cannot say; yields (key, problem)."""
+    if not 16 <= s.vpc_cidr.prefixlen <= 24:
+        yield "vpcCidr", f"the VPC must be a /16 to /24 network so each subnet gets 1/16 of it, got {s.vpc_cidr}"
+    for tier in ("streaming", "catalog"):
+        t: Tier = getattr(s, tier)
+        if not t.min_size <= t.desired_capacity <= t.max_size:
+            yield f"{tier}.desiredCapacity", (f"must lie between minSize {t.min_size} and maxSize {t.max_size}, "
+                                              f"got {t.desired_capacity}")
+    if s.streaming.port == s.catalog.port:
+        yield "catalog.port", f"streaming and catalog need different ports, both are {s.catalog.port}"
+    for role in ("primary", "replica"):
+        az = getattr(s.database, f"{role}_az")
+        if az >= s.az_count:
+            yield f"database.{role}Az", f"AZ index {az} is outside the stack's {s.az_count} AZs (0..{s.az_count - 1})"
+    if s.database.replica_az == s.database.primary_az:
+        yield "database.replicaAz", f"the replica must not share the primary's AZ ({s.database.primary_az})"
+
+
+def parse(raw: dict[str, Any]) -> Settings:
+    """Validate settings keyed without the namespace (`vpcCidr`, `streaming`...)."""
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _key(err["loc"])
+        if err["type"] == "missing":
+            raise ConfigError(f"Stack config is missing {key}.") from None
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"Stack config has an unknown key {key}.") from None
+        raise ConfigError(f"Bad stack config {key}: {err['msg']} (got {err['input']!r}).") from None
+    for key, problem in _cross_checks(settings):
+        raise ConfigError(f"Bad stack config {NAMESPACE}:{key}: {problem}.")
+    return settings
+
+
+def _decode(value: Any) -> Any:
+    """The Pulumi CLI hands structured config to the program as JSON text."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def from_mapping(config: dict[str, Any]) -> Settings:
+    """Settings from a `project:key` map, as in a stack file or the engine's config."""
+    prefix = f"{NAMESPACE}:"
+    return parse({k[len(prefix):]: _decode(v) for k, v in config.items() if k.startswith(prefix)})
+
+
+def stack_file(stack: str) -> Path:
+    return INFRA_DIR / f"Pulumi.{stack}.yaml"
+
+
+def stacks() -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in INFRA_DIR.glob("Pulumi.*.yaml"))
+
+
+def from_stack_file(stack: str) -> Settings:
+    path = stack_file(stack)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"No stack file {path.name}: expected one of {', '.join(stacks())}.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return from_mapping(doc.get("config") or {})
+
+
+def from_pulumi() -> Settings:
+    """Inside a Pulumi program: the engine's config for this project."""
+    from pulumi.runtime.config import CONFIG
+
+    return from_mapping(dict(CONFIG.get()))

@@ -1,0 +1,309 @@
+"""What each stack's program builds, checked on its mocked resources (dev, staging, prod)."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+
+import pytest
+
+from roadie_policies import REQUIRED_TAGS
+
+# Resource counts per stack, and the pieces that differ between stacks.
+EXPECTED_COUNTS = {
+    "dev": {"total": 96, "Subnet": 6, "NatGateway": 1, "Eip": 1, "RouteTable": 3, "Instance": 2},
+    "staging": {"total": 104, "Subnet": 9, "NatGateway": 1, "Eip": 1, "RouteTable": 4, "Instance": 2},
+    "prod": {"total": 108, "Subnet": 9, "NatGateway": 3, "Eip": 3, "RouteTable": 4, "Instance": 2},
+}
+EXPECTED_OUTPUTS = {"vpcId", "publicSubnetIds", "privateSubnetIds", "databaseSubnetIds", "albDnsName", "bucketNames",
+                    "targetGroupArns", "autoScalingGroups", "databasePrimaryAddress", "databaseReplicaAddress"}
+
+
+def test_resource_counts(built):
+    expected = EXPECTED_COUNTS[built.stack]
+    assert len(built.custom) == expected["total"]
+    for short, n in expected.items():
+        if short != "total":
+            assert len(built.of(short)) == n, short
+
+
+def test_every_output_present(built, settings_of):
+    s = settings_of(built.stack)
+    out = built.outputs
+    assert set(out) == EXPECTED_OUTPUTS
+    for kind in ("public", "private", "database"):
+        assert len(out[f"{kind}SubnetIds"]) == s.az_count and all(out[f"{kind}SubnetIds"])
+    assert set(out["bucketNames"]) == {"media", "artifacts", "backups", "logs"}
+    assert out["bucketNames"]["media"] == f"{s.bucket_prefix}-media"
+    assert set(out["targetGroupArns"]) == {"streaming", "catalog"}
+    assert out["albDnsName"].endswith(".elb.amazonaws.com")
+    for role in ("Primary", "Replica"):
+        ipaddress.ip_address(out[f"database{role}Address"])
+
+
+def test_zones_are_available_and_not_opt_in(built):
+    call = next(c for c in built.calls if c["token"].endswith("getAvailabilityZones"))
+    assert call["args"]["state"] == "available"
+    assert {"name": "opt-in-status", "values": ["opt-in-not-required"]} in call["args"]["filters"]
+
+
+def _subnets(built) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for sn in built.of("Subnet"):
+        out.setdefault(sn["inputs"]["tags"]["roadie:subnet"], []).append(sn)
+    return out
+
+
+def test_subnets_inside_the_vpc_and_disjoint(built, settings_of):
+    vpc = ipaddress.ip_network(built.of("Vpc")[0]["inputs"]["cidrBlock"])
+    assert vpc == settings_of(built.stack).vpc_cidr
+    nets = [ipaddress.ip_network(sn["inputs"]["cidrBlock"]) for sn in built.of("Subnet")]
+    assert all(n.subnet_of(vpc) for n in nets)
+    assert not [(a, b) for a, b in itertools.combinations(nets, 2) if a.overlaps(b)]
+
+
+def test_each_subnet_kind_spans_every_zone(built, settings_of):
+    s = settings_of(built.stack)
+    kinds = _subnets(built)
+    assert set(kinds) == {"public", "private", "database"}
+    for kind, subnets in kinds.items():
+        zones = [sn["inputs"]["availabilityZone"] for sn in subnets]
+        assert len(set(zones)) == len(zones) == s.az_count, kind
+
+
+def _default_route(built, subnet_id: str) -> dict:
+    assoc = next(a for a in built.of("RouteTableAssociation") if a["inputs"]["subnetId"] == subnet_id)
+    return next(r for r in built.of("Route") if r["inputs"]["routeTableId"] == assoc["inputs"]["routeTableId"]
+                and r["inputs"]["destinationCidrBlock"] == "0.0.0.0/0")
+
+
+def test_public_subnets_route_to_the_internet_gateway(built):
+    igw = built.of("InternetGateway")[0]["id"]
+    for sn in _subnets(built)["public"]:
+        assert _default_route(built, sn["id"])["inputs"].get("gatewayId") == igw
+
+
+@pytest.mark.parametrize("kind", ["private", "database"])
+def test_private_subnets_route_through_a_nat(built, settings_of, kind):
+    nats = {n["id"]: n for n in built.of("NatGateway")}
+    public_zone = {sn["id"]: sn["inputs"]["availabilityZone"] for sn in _subnets(built)["public"]}
+    per_az = settings_of(built.stack).nat_per_az
+    for sn in _subnets(built)[kind]:
+        route = _default_route(built, sn["id"])["inputs"]
+        assert "gatewayId" not in route
+        nat = nats[route["natGatewayId"]]
+        if per_az:  # an AZ's outage must not cut the others' egress
+            assert public_zone[nat["inputs"]["subnetId"]] == sn["inputs"]["availabilityZone"]
+
+
+def test_s3_endpoint_and_flow_logs(built):
+    endpoint = built.of("VpcEndpoint")[0]["inputs"]
+    assert endpoint["vpcEndpointType"] == "Gateway" and endpoint["serviceName"].endswith(".s3")
+    private_tables = {_default_route(built, sn["id"])["inputs"]["routeTableId"] for sn in _subnets(built)["private"]}
+    assert set(endpoint["routeTableIds"]) == private_tables
+    flow = built.of("FlowLog")[0]["inputs"]
+    logs_bucket = next(b for b in built.of("Bucket") if b["id"].endswith("-logs"))
+    assert flow["logDestination"] == logs_bucket["state"]["arn"] and flow["trafficType"] == "ALL"
+
+
+# Who may reach whom on which port; anything not listed must be impossible.
+def tier_matrix(streaming_port: int, catalog_port: int) -> set[tuple[str, str, int]]:
+    return {
+        ("internet", "loadbalancer", 80), ("internet", "loadbalancer", 443),
+        ("loadbalancer", "streaming", streaming_port), ("loadbalancer", "catalog", catalog_port),
+        ("catalog", "database", 5432), ("database", "database", 5432),
+    }
+
+
+def ingress_graph(built) -> set[tuple[str, str, int]]:
+    role = {g["id"]: g["inputs"]["tags"]["roadie:role"] for g in built.of("SecurityGroup")}
+    edges = set()
+    for r in built.of("SecurityGroupIngressRule"):
+        i = r["inputs"]
+        assert i["fromPort"] == i["toPort"] and i["ipProtocol"] == "tcp"
+        source = role[i["referencedSecurityGroupId"]] if "referencedSecurityGroupId" in i else {
+            "0.0.0.0/0": "internet"}[i["cidrIpv4"]]
+        edges.add((source, role[i["securityGroupId"]], int(i["fromPort"])))
+    return edges
+
+
+def test_security_group_graph_is_the_tier_matrix(built, settings_of):
+    s = settings_of(built.stack)
+    assert ingress_graph(built) == tier_matrix(s.streaming.port, s.catalog.port)
+
+
+@pytest.mark.parametrize("source, target, port, allowed", [
+    ("internet", "loadbalancer", 443, True),
+    ("internet", "loadbalancer", 80, True),
+    ("internet", "loadbalancer", 22, False),
+    ("internet", "streaming", "streaming", False),
+    ("internet", "database", 5432, False),
+    ("loadbalancer", "streaming", "streaming", True),
+    ("loadbalancer", "catalog", "catalog", True),
+    ("loadbalancer", "database", 5432, False),
+    ("streaming", "database", 5432, False),
+    ("streaming", "catalog", "catalog", False),
+    ("catalog", "database", 5432, True),
+    ("database", "database", 5432, True),
+    ("catalog", "streaming", "streaming", False),
+])
+def test_who_may_reach_whom(built, settings_of, source, target, port, allowed):
+    s = settings_of(built.stack)
+    port = {"streaming": s.streaming.port, "catalog": s.catalog.port}.get(port, port)
+    assert ((source, target, port) in ingress_graph(built)) is allowed
+
+
+def test_egress_is_restricted_per_tier(built, settings_of):
+    s = settings_of(built.stack)
+    role = {g["id"]: g["inputs"]["tags"]["roadie:role"] for g in built.of("SecurityGroup")}
+    egress = set()
+    for r in built.of("SecurityGroupEgressRule"):
+        i = r["inputs"]
+        peer = role[i["referencedSecurityGroupId"]] if "referencedSecurityGroupId" in i else i["cidrIpv4"]
+        egress.add((role[i["securityGroupId"]], peer, int(i["fromPort"]), int(i["toPort"])))
+    assert egress == {
+        ("loadbalancer", "streaming", s.streaming.port, s.streaming.port),
+        ("loadbalancer", "catalog", s.catalog.port, s.catalog.port),
+        ("streaming", "0.0.0.0/0", 443, 443), ("catalog", "0.0.0.0/0", 443, 443),
+        ("catalog", "database", 5432, 5432), ("database", "database", 5432, 5432),
+        ("database", "0.0.0.0/0", 443, 443),
+    }
+    assert not [g for g in built.of("SecurityGroup") if g["inputs"].get("ingress") or g["inputs"].get("egress")]
+
+
+def test_alb_listeners_and_routes(built, settings_of):
+    s = settings_of(built.stack)
+    alb = built.of("LoadBalancer")[0]
+    assert alb["inputs"]["loadBalancerType"] == "application" and alb["inputs"]["internal"] is False
+    public_ids = {sn["id"] for sn in _subnets(built)["public"]}
+    assert set(alb["inputs"]["subnets"]) == public_ids
+    listeners = {int(lst["inputs"]["port"]): lst for lst in built.of("Listener")}
+    assert set(listeners) == {80, 443}
+    https, http = listeners[443]["inputs"], listeners[80]["inputs"]
+    assert https["protocol"] == "HTTPS" and https["certificateArn"] == s.certificate_arn
+    assert https["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert http["defaultActions"] == [{"type": "redirect", "redirect": {
+        "port": "443", "protocol": "HTTPS", "statusCode": "HTTP_301"}}]
+    tg_service = {tg["state"]["arn"]: tg["inputs"]["tags"]["roadie:role"] for tg in built.of("TargetGroup")}
+    routes = {}
+    for rule in built.of("ListenerRule"):
+        i = rule["inputs"]
+        assert i["listenerArn"] == listeners[443]["state"]["arn"]
+        (cond,) = i["conditions"]
+        (action,) = i["actions"]
+        routes[tuple(cond["pathPattern"]["values"])] = tg_service[action["targetGroupArn"]]
+    assert routes == {("/api/*",): "catalog", ("/stream/*",): "streaming"}
+
+
+@pytest.mark.parametrize("service", ["streaming", "catalog"])
+def test_target_groups(built, settings_of, service):
+    s = settings_of(built.stack)
+    tg = next(t for t in built.of("TargetGroup") if t["inputs"]["tags"]["roadie:role"] == service)["inputs"]
+    assert int(tg["port"]) == getattr(s, service).port
+    assert int(tg["deregistrationDelay"]) == s.deregistration_delay
+    assert tg["healthCheck"]["path"] == "/health" and tg["targetType"] == "instance"
+
+
+@pytest.mark.parametrize("service", ["streaming", "catalog"])
+def test_auto_scaling_groups_follow_config(built, settings_of, service):
+    cfg = getattr(settings_of(built.stack), service)
+    asg = next(g for g in built.of("Group") if g["name"] == f"compute-{service}")["inputs"]
+    assert (asg["minSize"], asg["maxSize"], asg["desiredCapacity"]) == (cfg.min_size, cfg.max_size,
+                                                                        cfg.desired_capacity)
+    tg = next(t for t in built.of("TargetGroup") if t["inputs"]["tags"]["roadie:role"] == service)
+    assert asg["targetGroupArns"] == [tg["state"]["arn"]]
+    assert asg["healthCheckType"] == "ELB" and asg["instanceRefresh"]["strategy"] == "Rolling"
+    private_ids = {sn["id"] for sn in _subnets(built)["private"]}
+    assert set(asg["vpcZoneIdentifiers"]) == private_ids
+    template = built.by_id(asg["launchTemplate"]["id"])["inputs"]
+    assert template["instanceType"] == cfg.instance_type
+    assert {t["key"]: t["value"] for t in asg["tags"]}["roadie:role"] == service
+
+
+def test_databases_in_different_zones_with_their_volumes(built, settings_of):
+    s = settings_of(built.stack)
+    db_subnets = {sn["id"]: sn for sn in _subnets(built)["database"]}
+    hosts = {i["inputs"]["tags"]["roadie:db-role"]: i for i in built.of("Instance")}
+    assert set(hosts) == {"primary", "replica"}
+    zones = {role: h["inputs"]["availabilityZone"] for role, h in hosts.items()}
+    assert zones["primary"] != zones["replica"]
+    assert zones["primary"] == sorted({sn["inputs"]["availabilityZone"] for sn in db_subnets.values()})[
+        s.database.primary_az]
+    for role, h in hosts.items():
+        subnet = db_subnets[h["inputs"]["subnetId"]]
+        assert subnet["inputs"]["availabilityZone"] == zones[role]
+        assert ipaddress.ip_address(h["state"]["privateIp"]) in ipaddress.ip_network(subnet["inputs"]["cidrBlock"])
+        assert built.outputs[f"database{role.capitalize()}Address"] == h["state"]["privateIp"]
+        att = next(a for a in built.of("VolumeAttachment") if a["inputs"]["instanceId"] == h["id"])
+        vol = built.by_id(att["inputs"]["volumeId"])["inputs"]
+        assert vol["availabilityZone"] == zones[role]
+        assert (vol["type"], vol["encrypted"], vol["size"]) == ("gp3", True, s.database.volume_size_gb)
+
+
+@pytest.mark.parametrize("kind, sse", [("media", "aws:kms"), ("artifacts", "aws:kms"), ("backups", "aws:kms"),
+                                       ("logs", "AES256")])
+def test_buckets_are_guarded(built, kind, sse):
+    bucket = next(b for b in built.of("Bucket") if b["id"].endswith(f"-{kind}"))
+    guards = {r["type"].rsplit(":", 1)[1]: r["inputs"] for r in built.custom if r["inputs"].get("bucket") == bucket["id"]}
+    assert guards["BucketVersioning"]["versioningConfiguration"]["status"] == "Enabled"
+    (rule,) = guards["BucketServerSideEncryptionConfiguration"]["rules"]
+    assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == sse
+    pab = guards["BucketPublicAccessBlock"]
+    assert all(pab[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    deny = json.loads(guards["BucketPolicy"]["policy"])["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert guards["BucketLifecycleConfiguration"]["rules"]
+
+
+def test_lifecycle_rules(built, settings_of):
+    s = settings_of(built.stack)
+    rules = {b["inputs"]["bucket"]: b["inputs"]["rules"] for b in built.of("BucketLifecycleConfiguration")}
+    media = rules[f"{s.bucket_prefix}-media"][0]
+    assert media["transitions"] == [{"days": s.media_infrequent_after_days, "storageClass": "STANDARD_IA"}]
+    backups = rules[f"{s.bucket_prefix}-backups"][0]
+    assert backups["noncurrentVersionExpiration"]["noncurrentDays"] == s.backup_retention_days
+
+
+@pytest.mark.parametrize("tier, readable, writable", [
+    ("streaming", {"artifacts", "media"}, set()),
+    ("catalog", {"artifacts"}, set()),
+    ("database", {"artifacts", "backups"}, {"backups"}),
+])
+def test_instance_roles_are_least_privilege(built, tier, readable, writable):
+    env = {"dev": "dev", "staging": "staging", "prod": "production"}[built.stack]
+    doc = json.loads(next(p for p in built.of("RolePolicy") if p["name"] == f"compute-{tier}-access")["inputs"]["policy"])
+    objects = {}
+    for st in doc["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        assert st["Resource"] != "*" and not any(a.endswith(":*") for a in actions)
+        if "s3:GetObject" in actions:
+            objects[st["Resource"].split(":::")[1].rsplit("-", 1)[1].removesuffix("/*")] = actions
+        if any(a.startswith("ssm:") for a in actions):
+            assert st["Resource"].endswith(f":parameter/roadie/{env}/{tier}/*")
+    assert set(objects) == readable
+    assert {k for k, a in objects.items() if "s3:PutObject" in a} == writable
+
+
+def test_every_taggable_resource_is_tagged(built):
+    env = {"dev": "dev", "staging": "staging", "prod": "production"}[built.stack]
+    for r in built.custom:
+        tags = r["inputs"].get("tags")
+        if isinstance(tags, list):
+            tags = {t["key"]: t["value"] for t in tags}
+        if tags is None:
+            continue
+        assert all(tags.get(k) for k in REQUIRED_TAGS), r["name"]
+        assert tags["roadie:env"] == env
+
+
+def test_hosts_carry_the_inventory_tags(built):
+    """The aws_ec2 inventories group hosts by these; see inventories/*/aws_ec2.yml."""
+    roles = set()
+    for lt in built.of("LaunchTemplate"):
+        spec = next(t for t in lt["inputs"]["tagSpecifications"] if t["resourceType"] == "instance")
+        roles.add(spec["tags"]["roadie:role"])
+    for inst in built.of("Instance"):
+        roles.add(inst["inputs"]["tags"]["roadie:role"])
+        assert inst["inputs"]["tags"]["roadie:db-role"] in ("primary", "replica")
+    assert roles == {"streaming", "catalog", "database"}
