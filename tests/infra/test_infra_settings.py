@@ -1,0 +1,115 @@
+"""Stack settings: every stack file parses, and bad config is one line naming the key."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+
+import pytest
+import yaml
+
+from infra_testlib import INFRA, STACKS, run_mocked
+from roadie_infra import layout, settings
+
+
+def _raw(stack: str = "dev") -> dict:
+    doc = yaml.safe_load((INFRA / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {k.removeprefix("roadie:"): v for k, v in doc.items() if k.startswith("roadie:")}
+
+
+def test_every_stack_file_parses():
+    assert settings.stacks() == sorted(STACKS)
+    for stack in STACKS:
+        assert settings.from_stack_file(stack).environment in ("dev", "staging", "production")
+
+
+@pytest.mark.parametrize("stack, az_count, nat_per_az", [("dev", 2, False), ("staging", 3, False), ("prod", 3, True)])
+def test_stacks_differ_as_designed(stack, az_count, nat_per_az):
+    s = settings.from_stack_file(stack)
+    assert (s.az_count, s.nat_per_az) == (az_count, nat_per_az)
+
+
+def _set(raw: dict, dotted: str, value) -> dict:
+    raw = copy.deepcopy(raw)
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for p in parents:
+        node = node[p]
+    if value is DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return raw
+
+
+DELETE = object()
+
+BAD = [
+    ("vpcCidr", DELETE, "Stack config is missing roadie:vpcCidr."),
+    ("vpcCidr", "10.0.0.0/33", "Bad stack config roadie:vpcCidr: Input is not a valid IPv4 network"),
+    ("vpcCidr", "10.0.0.1/16", "Bad stack config roadie:vpcCidr: Input is not a valid IPv4 network"),
+    ("vpcCidr", "10.0.0.0/8", "Bad stack config roadie:vpcCidr: the VPC must be a /16 to /24 network"),
+    ("azCount", 0, "Bad stack config roadie:azCount: Input should be greater than or equal to 2 (got 0)."),
+    ("azCount", 5, "Bad stack config roadie:azCount: Input should be less than or equal to 4"),
+    ("azCount", "three", "Bad stack config roadie:azCount: Input should be a valid integer"),
+    ("natPerAz", "maybe", "Bad stack config roadie:natPerAz: Input should be a valid boolean"),
+    ("environment", "prod", "Bad stack config roadie:environment: Input should be 'dev', 'staging' or 'production'"),
+    ("certificateArn", "not-an-arn", "Bad stack config roadie:certificateArn: String should match pattern"),
+    ("bucketPrefix", "Roadie_Prod", "Bad stack config roadie:bucketPrefix: String should match pattern"),
+    ("owner", DELETE, "Stack config is missing roadie:owner."),
+    ("streaming", DELETE, "Stack config is missing roadie:streaming."),
+    ("streaming.minSize", DELETE, "Stack config is missing roadie:streaming.minSize."),
+    ("streaming.port", 80, "Bad stack config roadie:streaming.port: Input should be greater than or equal to 1024"),
+    ("catalog.desiredCapacity", 9, "Bad stack config roadie:catalog.desiredCapacity: must lie between minSize 1"),
+    ("catalog.port", 8000, "Bad stack config roadie:catalog.port: streaming and catalog need different ports"),
+    ("catalog.instanceTyp", "t3.small", "Stack config has an unknown key roadie:catalog.instanceTyp."),
+    ("database.replicaAz", 0, "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
+    ("database.primaryAz", 2, "Bad stack config roadie:database.primaryAz: AZ index 2 is outside the stack's 2 AZs"),
+    ("database.volumeSizeGb", 5, "Bad stack config roadie:database.volumeSizeGb: Input should be greater than or equal to 20"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", BAD, ids=[f"{k}={v if v is not DELETE else 'missing'}" for k, v, _ in BAD])
+def test_bad_config_is_one_line_naming_the_key(key, value, message):
+    with pytest.raises(settings.ConfigError) as exc:
+        settings.parse(_set(_raw(), key, value))
+    text = str(exc.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+
+
+def test_structured_values_arrive_as_json_text():
+    """The Pulumi CLI passes objects as JSON strings and scalars as text."""
+    raw = {f"roadie:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in _raw("prod").items()}
+    assert settings.from_mapping(raw) == settings.from_stack_file("prod")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("roadie:azCount=0", "Bad stack config roadie:azCount:"),
+    ("roadie:database={\"instanceType\": \"t3.medium\", \"volumeSizeGb\": 20, \"primaryAz\": 1, \"replicaAz\": 1}",
+     "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
+])
+def test_the_program_rejects_bad_config_before_creating_anything(override, message):
+    proc = run_mocked("dev", override)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stderr.strip().startswith(message) and proc.stdout == ""
+
+
+@pytest.mark.parametrize("cidr, zones", [("10.0.0.0/16", ["a", "b"]), ("10.1.0.0/20", ["a", "b", "c"]),
+                                         ("192.168.0.0/24", ["a", "b", "c", "d"])])
+def test_subnet_plan(cidr, zones):
+    plan = layout.plan_subnets(cidr, zones)
+    vpc = ipaddress.ip_network(cidr)
+    nets = [ipaddress.ip_network(p.cidr) for p in plan]
+    assert len(plan) == 3 * len(zones)
+    assert all(n.subnet_of(vpc) and n.prefixlen == vpc.prefixlen + 4 for n in nets)
+    assert len(set(nets)) == len(nets)
+    for kind in layout.KINDS:
+        assert [p.zone for p in plan if p.kind == kind] == zones
+
+
+def test_subnet_plan_keeps_existing_subnets_when_a_zone_is_added():
+    two = {(p.kind, p.zone): p.cidr for p in layout.plan_subnets("10.0.0.0/16", ["a", "b"])}
+    three = {(p.kind, p.zone): p.cidr for p in layout.plan_subnets("10.0.0.0/16", ["a", "b", "c"])}
+    assert all(three[k] == v for k, v in two.items())
