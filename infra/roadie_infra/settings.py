@@ -126,20 +126,16 @@ def from_mapping(config: dict[str, Any]) -> Settings:
     return parse({k[len(prefix):]: _decode(v) for k, v in config.items() if k.startswith(prefix)})
 
 
-def stack_file(stack: str) -> Path:
-    return INFRA_DIR / f"Pulumi.{stack}.yaml"
+def stacks(directory: Path = INFRA_DIR) -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
 
 
-def stacks() -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in INFRA_DIR.glob("Pulumi.*.yaml"))
-
-
-def from_stack_file(stack: str) -> Settings:
-    path = stack_file(stack)
+def from_stack_file(stack: str, directory: Path = INFRA_DIR) -> Settings:
+    path = directory / f"Pulumi.{stack}.yaml"
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"No stack file {path.name}: expected one of {', '.join(stacks())}.") from None
+        raise ConfigError(f"No stack file {path.name}: expected one of {', '.join(stacks(directory))}.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path.name} is not valid YAML: {str(exc).splitlines()[0]}") from None
     return from_mapping(doc.get("config") or {})
