@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,7 +22,7 @@ from typing import Callable
 from roadie import image, paths, procs
 from roadie.commands import helpers, ip, nspawn, ssh
 from roadie.errors import BadInput, OperationFailed
-from roadie.fleetplan import NETNS_PREFIX, FleetPlan, HostPlan
+from roadie.fleetplan import FleetPlan, HostPlan
 
 CLAIMS = Path(os.environ.get("ROADIE_RUN_DIR", "/run/roadie"))
 REQUIRED_TOOLS = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "ip": "iproute2",
@@ -183,11 +184,11 @@ class Fleet:
                 s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
     def _sweep_strays(self) -> None:
-        """Remove namespaces and veths on our prefix that belong to no planned host."""
+        """Remove namespaces on our bridge's prefix that belong to no planned host."""
         planned = {h.netns for h in self.plan.hosts}
         for ns in _netns_list():
-            if ns.startswith(NETNS_PREFIX) and ns not in planned:
-                self._run([["ip", "netns", "del", ns]], check=False)
+            if ns.startswith(self.plan.bridge + "-") and ns not in planned:
+                self._clear_host_net(ns, "")
 
     def _ensure_host_keys(self, hosts) -> None:
         lines = []
@@ -211,7 +212,7 @@ class Fleet:
         """Boot `h` unless it already runs; returns whether it was started."""
         if self.host_alive(h.name):
             return False
-        self._run(ip.host_net_down(h.netns, h.veth), check=False)  # leftovers of a dead host
+        self._clear_host_net(h.netns, h.veth)  # leftovers of a dead host
         self._prepare_overlay(h)
         self.record["hosts"][h.name] = {"address": h.address, "netns": h.netns, "veth": h.veth, "pid": None}
         self._save()
@@ -221,6 +222,25 @@ class Fleet:
         self.record["hosts"][h.name]["pid"] = pid
         self._save()
         return True
+
+    def _clear_host_net(self, netns: str, veth: str) -> None:
+        """Kill what still runs inside a host's namespace, then remove the namespace and veth.
+
+        A container whose nspawn was killed keeps its init running in the
+        namespace; booting a new one over the same overlay beside it goes badly.
+        """
+        if netns in _netns_list():
+            out = subprocess.run(ip.netns_pids(netns), capture_output=True, text=True).stdout
+            for pid in (int(p) for p in out.split() if p.isdigit()):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 10
+            while subprocess.run(ip.netns_pids(netns), capture_output=True, text=True).stdout.strip() \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self._run(ip.host_net_down(netns, veth), check=False)
 
     def _prepare_overlay(self, h: HostPlan) -> None:
         up = self.upper(h.name)
@@ -305,9 +325,9 @@ class Fleet:
         strays = [(pid, self.host_marker(h.name)) for h in hosts for pid in procs.find(self.host_marker(h.name))]
         procs.stop([(p, m) for p, m in recorded + strays if p])
         for h in hosts:
-            self._run(ip.host_net_down(h.netns, h.veth), check=False)
+            self._clear_host_net(h.netns, h.veth)
         for name, rec in list(self.record["hosts"].items()):
-            self._run(ip.host_net_down(rec["netns"], rec["veth"]), check=False)
+            self._clear_host_net(rec["netns"], rec["veth"])
         shutil.rmtree(self.state / "hosts", ignore_errors=True)
         self.record["hosts"] = {}
         self._save()

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from roadie.errors import BadInput
 from roadie.inventory import Inventory
 
-NETNS_PREFIX = "roadie-"
-VETH_PREFIX = "rv"
+MAX_BRIDGE = 10  # leaves room for "-NNNp" within the kernel's 15-character names
 _HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -51,7 +50,7 @@ class FleetPlan:
 
 def _setting(settings: dict, key: str) -> str:
     if not settings.get(key):
-        raise BadInput(f"The local inventory does not set {key} (inventories/local/group_vars/all.yml).")
+        raise BadInput(f"The inventory does not set {key}, so it is not a local fleet (see inventories/local).")
     return str(settings[key])
 
 
@@ -68,8 +67,8 @@ def build(inv: Inventory, only: list[str] | None = None) -> FleetPlan:
     if gateway not in network:
         raise BadInput(f"The fleet gateway {gateway} is outside the fleet network {network}.")
     bridge = _setting(settings, "roadie_fleet_bridge")
-    if len(bridge) > 15:
-        raise BadInput(f"Bridge name '{bridge}' is longer than the kernel's 15 characters.")
+    if len(bridge) > MAX_BRIDGE or not re.match(r"^[a-z][a-z0-9]*$", bridge):
+        raise BadInput(f"Bridge name '{bridge}' must be lowercase letters and digits, at most {MAX_BRIDGE}.")
 
     hosts, seen = [], {str(gateway): "the bridge"}
     for h in inv.hosts.values():
@@ -88,7 +87,7 @@ def build(inv: Inventory, only: list[str] | None = None) -> FleetPlan:
         seen[str(addr)] = h.name
         index = int(addr) - int(network.network_address)
         hosts.append(HostPlan(name=h.name, address=str(addr), prefixlen=network.prefixlen,
-                              netns=NETNS_PREFIX + h.name, veth=f"{VETH_PREFIX}{index}"))
+                              netns=f"{bridge}-{h.name}", veth=f"{bridge}-{index}"))
     if only:
         unknown = [n for n in only if n not in inv.hosts]
         if unknown:

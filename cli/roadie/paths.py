@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(os.environ.get("ROADIE_ROOT", Path(__file__).resolve().parents[2]))
-INVENTORIES = ROOT / "inventories"
+INVENTORIES = Path(os.environ.get("ROADIE_INVENTORIES", ROOT / "inventories"))
 PLAYBOOKS = ROOT / "playbooks"
 SERVICES = ROOT / "services"
 DIST = ROOT / "dist"

@@ -15,11 +15,9 @@ from roadie.errors import BadInput
 def _fleet(ctx, log=None, only=None):
     from roadie.fleet import Fleet
 
-    if ctx.obj.env != "local":
-        raise BadInput(f"`roadie local` manages the local environment only, not '{ctx.obj.env}'.")
-    plan = fleetplan.build(inventory.load("local"), only)
+    plan = fleetplan.build(inventory.load(ctx.obj.env), only)
     quiet = ctx.obj.json or log is False
-    return Fleet(plan, paths.state_dir("local"), log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    return Fleet(plan, paths.state_dir(ctx.obj.env), log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
 
 
 def _hosts_option(value: str | None) -> list[str] | None:
