@@ -14,6 +14,8 @@ from roadie import paths
 from roadie.errors import BadInput, OperationFailed
 
 INFRA = paths.ROOT / "infra"
+# The guard rails run on every preview and up, not only in the tests.
+POLICY_PACK = INFRA / "policies"
 OPERATIONS = ("preview", "up", "refresh", "destroy", "outputs")
 # Operations that change a production estate need --yes or a typed confirmation.
 GUARDED = ("up", "destroy")
@@ -95,10 +97,10 @@ def run(stack_name: str, operation: str, command=None, on_output: Callable[[str]
     stack = open_stack(stack_name, command)
     try:
         if operation == "preview":
-            res = stack.preview(on_output=on_output, diff=False)
+            res = stack.preview(on_output=on_output, diff=False, policy_packs=[str(POLICY_PACK)])
             return Result(stack_name, operation, changes=dict(res.change_summary or {}))
         if operation == "up":
-            res = stack.up(on_output=on_output)
+            res = stack.up(on_output=on_output, policy_packs=[str(POLICY_PACK)])
             return Result(stack_name, operation, changes=dict(res.summary.resource_changes or {}),
                           outputs=_outputs(res.outputs))
         if operation == "refresh":

@@ -19,6 +19,7 @@ from roadie import pulumi_stack
 from roadie.cli import infra as infra_cli
 from roadie.main import main
 
+POLICIES = str(pulumi_stack.INFRA / "policies")
 HISTORY = [{"kind": "update", "startTime": "2026-01-01T00:00:00.000Z", "endTime": "2026-01-01T00:01:00.000Z",
             "message": "", "environment": {}, "config": {}, "result": "succeeded", "version": 2,
             "resourceChanges": {"create": 3, "same": 90}}]
@@ -87,8 +88,8 @@ def _strip(line: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("verb, expected", [
-    ("preview", ["preview", "--stack", "dev"]),
-    ("up", ["up", "--yes", "--skip-preview", "--stack", "dev"]),
+    ("preview", ["preview", "--policy-pack", POLICIES, "--stack", "dev"]),
+    ("up", ["up", "--yes", "--skip-preview", "--policy-pack", POLICIES, "--stack", "dev"]),
     ("refresh", ["refresh", "--yes", "--skip-preview", "--stack", "dev"]),
     ("destroy", ["destroy", "--skip-preview", "--yes", "--stack", "dev"]),
 ])
@@ -197,3 +198,16 @@ def test_missing_pulumi_cli_is_one_line_and_exit_2(monkeypatch, tmp_path):
     assert res.exit_code == 2
     assert res.output.count("\n") == 1
     assert res.output.startswith("Error: The pulumi CLI is not installed") and "install" in res.output
+
+
+def test_help_imports_neither_pulumi_nor_boto3():
+    """`roadie --help` and `roadie infra --help` must stay fast: the heavy SDKs load on use."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from roadie.main import main; "
+            "r = CliRunner().invoke(main, ['infra', '--help']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pulumi', 'pulumi_aws', 'boto3')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
