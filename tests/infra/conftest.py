@@ -14,9 +14,9 @@ from filelock import FileLock
 from infra_testlib import STACKS, Built, run_mocked
 
 @pytest.fixture(scope="session")
-def build(tmp_path_factory, worker_id):
+def build(tmp_path_factory, request):
     shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
+    if hasattr(request.config, "workerinput"):  # an xdist worker: share with the other workers
         shared = shared.parent
     cache = shared / "roadie-infra-mocked"
     cache.mkdir(exist_ok=True)
