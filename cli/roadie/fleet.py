@@ -104,7 +104,6 @@ class Fleet:
 
     # -- up ----------------------------------------------------------------
     def up(self, only: list[str] | None = None) -> list[dict]:
-        preflight()
         self.check_claim()
         self.state.mkdir(parents=True, exist_ok=True)
         self.claim()
@@ -318,7 +317,6 @@ class Fleet:
 
     # -- down ----------------------------------------------------------------
     def down(self) -> None:
-        preflight()
         hosts = self.plan.hosts
         recorded = [(rec.get("pid"), self.host_marker(name)) for name, rec in self.record["hosts"].items()]
         # Also any of our hosts whose record was lost mid-write.

@@ -13,8 +13,9 @@ from roadie.errors import BadInput
 
 
 def _fleet(ctx, log=None, only=None):
-    from roadie.fleet import Fleet
+    from roadie.fleet import Fleet, preflight
 
+    preflight()
     plan = fleetplan.build(inventory.load(ctx.obj.env), only)
     quiet = ctx.obj.json or log is False
     return Fleet(plan, paths.state_dir(ctx.obj.env), log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
@@ -82,7 +83,9 @@ def down(ctx):
 @click.pass_context
 def status(ctx):
     """Hosts, addresses, PIDs and state (dead = left over from a fleet whose process is gone)."""
-    fleet = _fleet(ctx, log=False)
+    from roadie.fleet import Fleet
+
+    fleet = Fleet(fleetplan.build(inventory.load(ctx.obj.env)), paths.state_dir(ctx.obj.env), log=lambda m: None)
     _print(ctx, fleet.status(), fleet.helpers_status())
 
 
