@@ -52,8 +52,20 @@ class Inventory:
         return [h for h in self.hosts.values() if h.name in chosen]
 
 
+def _plain(value):
+    """ansible-core 2.19 writes plugin-sourced values as {"__ansible_unsafe": value}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return _plain(value["__ansible_unsafe"])
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def parse(env: str, data: dict) -> Inventory:
     """Build an Inventory from `ansible-inventory --list` JSON."""
+    data = _plain(data)
     hostvars = data.get("_meta", {}).get("hostvars", {})
     membership: dict[str, list[str]] = {}
 

@@ -125,9 +125,6 @@ def test_roadie_loader_reads_the_same_hosts_and_groups(fleet, env):
     assert any_host.vars["roadie_buckets"]["artifacts"] == f"roadie-{env}-artifacts"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "roadie.inventory.parse keeps ansible-core 2.19's {'__ansible_unsafe': ip} wrapping of plugin-composed "
-    "ansible_host, so addresses from aws_ec2 come out as dict reprs; the fix belongs in cli/roadie/inventory.py"))
 def test_roadie_loader_reads_aws_host_addresses(fleet):
     expected = fleet["production"]
     loaded = inventory.load("production")
