@@ -1,0 +1,80 @@
+"""`make bench`: run every benchmark suite and write docs/BENCHMARKS.md.
+
+Each suite is its own module (`python -m bench.NAME --json`), run in a fresh
+process and bounded in time by its own flags; results land in bench/results/
+(git-ignored) and, rendered as tables, in the "Latest run" part of the doc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+MARK = "<!-- latest run: written by `make bench`, everything below is replaced -->"
+SUITES = {
+    "fleet": ["--runs", "5", "--cold-runs", "3"],
+    "converge": [],
+    "services": ["--seconds", "5"],
+}
+
+
+def flatten(prefix: str, value, rows: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            flatten(f"{prefix}.{key}" if prefix else key, sub, rows)
+    elif isinstance(value, list):
+        rows.append((prefix, ", ".join(map(str, value))))
+    else:
+        rows.append((prefix, str(value)))
+
+
+def render(results: dict) -> str:
+    out = [MARK, "", f"## Latest run ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+           f"{platform.machine()}, Python {platform.python_version()})", ""]
+    for suite, result in results.items():
+        out += [f"### {suite}", "", "| measure | value |", "|---|---|"]
+        rows: list[tuple[str, str]] = []
+        flatten("", result, rows)
+        out += [f"| {k} | {v} |" for k, v in rows] + [""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("suites", nargs="*", help=f"some of {', '.join(SUITES)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.suites) - set(SUITES))
+    if unknown:
+        parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    chosen = args.suites or list(SUITES)
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results, failed = {}, []
+    for suite in chosen:
+        if not (ROOT / "bench" / f"{suite}.py").exists():
+            continue
+        print(f"bench: {suite}", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, "-m", f"bench.{suite}", "--json", *SUITES[suite]],
+                              cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            failed.append(suite)
+            print(proc.stderr[-2000:], file=sys.stderr)
+            continue
+        results[suite] = json.loads(proc.stdout.strip().splitlines()[-1])
+        (results_dir / f"{suite}.json").write_text(json.dumps(results[suite], indent=2))
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    head = text.split(MARK)[0].rstrip() + "\n\n"
+    DOC.write_text(head + render(results))
+    print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
