@@ -44,15 +44,16 @@ demo: deps venv
 lint: venv
 	$(BIN)/ansible-lint --profile production --offline roles playbooks
 
-test-unit: venv
+test-unit: deps venv
 	$(PYTEST) -m "not fleet" -n 2 tests
 
 test-fleet: deps venv
 	$(PYTEST) -m fleet tests
 
+# The fleet part takes the local fleet down at the end (ROADIE_TEST_DOWN=1).
 test: deps venv lint
 	$(PYTEST) -m "not fleet" -n 2 tests
-	$(PYTEST) -m fleet tests
+	ROADIE_TEST_DOWN=1 $(PYTEST) -m fleet tests
 
 bench: deps venv
 	$(BIN)/python -m bench
