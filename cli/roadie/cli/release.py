@@ -123,3 +123,27 @@ def list_(ctx, service):
     for r in rows:
         table.add_row(r["version"], _mb(r["size"]), r["sha256"] or "?", r["published"])
     Console().print(table)
+
+
+@release.command()
+@click.argument("service")
+@click.argument("version")
+@click.option("--hosts", help="Comma-separated hosts of the service's group (default: all of them).")
+@click.pass_context
+def install(ctx, service, version, hosts):
+    """Install a release on the service's hosts at once (bootstrap; `deploy` rolls)."""
+    from roadie import install as inst
+    from roadie import inventory
+
+    artifact.service_dir(service)
+    versions.parse(version)
+    only = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+    inv = inventory.load(ctx.obj.env)
+    quiet = ctx.obj.json
+    rows = inst.install(ctx.obj.env, inv, service, version, only,
+                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    if ctx.obj.json:
+        click.echo(json.dumps({"service": service, "version": version, "hosts": rows}))
+    else:
+        for r in rows:
+            click.echo(f"{r['host']}: {r['from'] or '(none)'} -> {r['to']}")

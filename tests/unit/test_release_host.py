@@ -1,0 +1,104 @@
+"""Host-side release commands: exact strings, and the shell really run in a temp tree."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import time
+
+import pytest
+
+from roadie.commands import release_host as cmd
+
+
+@pytest.mark.parametrize(("fn", "args", "expected"), [
+    (cmd.release_dir, ("catalog", "1.2.0"), "/srv/catalog/releases/1.2.0"),
+    (cmd.incoming, ("streaming", "1.0.0"), "/srv/streaming/releases/.incoming-1.0.0.tar.gz"),
+    (cmd.env_file, ("catalog",), "/srv/catalog/shared/catalog.env"),
+    (cmd.switch, ("catalog", "1.2.0"),
+     "ln -sfn releases/1.2.0 /srv/catalog/current.new && mv -T /srv/catalog/current.new /srv/catalog/current"),
+    (cmd.restart, ("streaming",), "systemctl restart streaming.service"),
+    (cmd.migrate, ("2.0.0",),
+     "set -a && . /srv/catalog/shared/catalog.env && set +a && /srv/catalog/releases/2.0.0/bin/migrate"),
+])
+def test_command_strings(fn, args, expected):
+    assert fn(*args) == expected
+
+
+def in_tree(script: str, root) -> str:
+    """The same shell, pointed at a temp tree instead of /srv."""
+    return script.replace("/srv/", f"{root}/")
+
+
+def run(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+
+
+def make_tarball(path, files: dict[str, bytes]) -> str:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    (tmp_path / "svc" / "releases").mkdir(parents=True)
+    return tmp_path
+
+
+def test_unpack_verifies_renames_in_and_is_repeatable(tree):
+    tarball = tree / "svc/releases/.incoming-1.0.0.tar.gz"
+    sha = make_tarball(tarball, {"bin/serve": b"#!/bin/sh\n", "manifest.json": b"{}"})
+    script = in_tree(cmd.unpack("svc", "1.0.0", sha), tree)
+    assert run(script).returncode == 0
+    assert (tree / "svc/releases/1.0.0/bin/serve").read_bytes() == b"#!/bin/sh\n"
+    assert not tarball.exists()
+    assert not (tree / "svc/releases/1.0.0.unpacking").exists()
+    make_tarball(tarball, {"bin/serve": b"other"})
+    assert run(in_tree(cmd.unpack("svc", "1.0.0", hashlib.sha256(tarball.read_bytes()).hexdigest()), tree)
+               ).returncode == 0
+    assert (tree / "svc/releases/1.0.0/bin/serve").read_bytes() == b"#!/bin/sh\n"  # a release never changes
+
+
+def test_unpack_refuses_a_tampered_upload(tree):
+    tarball = tree / "svc/releases/.incoming-1.0.0.tar.gz"
+    make_tarball(tarball, {"a": b"1"})
+    proc = run(in_tree(cmd.unpack("svc", "1.0.0", "0" * 64), tree))
+    assert proc.returncode != 0
+    assert not (tree / "svc/releases/1.0.0").exists()
+
+
+def test_switch_is_a_rename_over_current(tree):
+    for v in ("1.0.0", "1.1.0"):
+        (tree / "svc/releases" / v).mkdir()
+    assert run(in_tree(cmd.switch("svc", "1.0.0"), tree)).returncode == 0
+    assert os.readlink(tree / "svc/current") == "releases/1.0.0"
+    assert run(in_tree(cmd.switch("svc", "1.1.0"), tree)).returncode == 0
+    assert os.readlink(tree / "svc/current") == "releases/1.1.0"
+    assert run(in_tree(cmd.current("svc"), tree)).stdout.strip() == "releases/1.1.0"
+
+
+def test_prune_keeps_the_newest_and_current(tree):
+    releases = tree / "svc/releases"
+    names = [f"1.{i}.0" for i in range(8)]
+    for i, v in enumerate(names):
+        (releases / v).mkdir()
+        os.utime(releases / v, (time.time() - 100 + i, time.time() - 100 + i))
+    (releases / "1.9.0.unpacking").mkdir()
+    run(in_tree(cmd.switch("svc", "1.0.0"), tree))  # current is the oldest
+    assert run(in_tree(cmd.prune("svc", keep=3), tree)).returncode == 0
+    assert sorted(p.name for p in releases.iterdir()) == ["1.0.0", "1.6.0", "1.7.0", "1.9.0.unpacking"]
+
+
+def test_wait_healthy_reports_why(tree):
+    proc = run(cmd.wait_healthy(9, "1.0.0", seconds=1))
+    assert proc.returncode == 1
+    assert "not healthy on port 9 after 1 s" in proc.stderr
