@@ -55,7 +55,8 @@ def install(env: str, inv: Inventory, service: str, version: str, only: list[str
     hosts = targets(inv, service, only)
     path = fetch(env, service, version)
     sha = artifact.sha256_file(path)
-    port = int(hosts[0].vars.get(f"{service}_port", cmd.DEFAULT_PORTS[service]))
+    var, default = cmd.APP_PORTS[service]
+    port = int(hosts[0].vars.get(var, default))
 
     def stage(host: Host) -> None:
         with connect(host, env) as conn:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shlex
 
-DEFAULT_PORTS = {"catalog": 8080, "streaming": 8081}
+# Where each service's app listens on its host: (inventory/role variable, default).
+APP_PORTS = {"catalog": ("catalog_port", 8080), "streaming": ("streaming_app_port", 8081)}
 KEEP_RELEASES = 5
 
 
