@@ -38,8 +38,7 @@ image: deps venv
 	$(ROADIE) local image
 
 demo: deps venv
-	$(ROADIE) local up
-	$(ROADIE) local status
+	scripts/demo
 
 lint: venv
 	$(BIN)/ansible-lint --profile production --offline roles playbooks

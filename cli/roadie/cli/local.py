@@ -109,6 +109,7 @@ def ssh(ctx, host, command):
     fleet = _fleet(ctx, log=False)
     if host not in {h.name for h in fleet.plan.hosts}:
         raise BadInput(f"Unknown host {host}: the local inventory has {', '.join(h.name for h in fleet.plan.hosts)}.")
-    argv = ["ssh", "-t", *ssh_cmd.options(fleet.key, fleet.known_hosts), f"root@{fleet.plan.host(host).address}",
+    tty = ["-t"] if not command else []
+    argv = ["ssh", *tty, *ssh_cmd.options(fleet.key, fleet.known_hosts), f"root@{fleet.plan.host(host).address}",
             *command]
     os.execvp("ssh", argv)
