@@ -77,7 +77,7 @@ class Fleet:
 
     def helper_alive(self, name: str) -> bool:
         rec = self.record["helpers"].get(name, {})
-        return procs.alive(rec.get("pid"), rec.get("marker", "\0"))
+        return procs.alive(rec.get("pid"), rec.get("marker", ""))
 
     # -- the claim on the bridge ------------------------------------------
     def claim_path(self) -> Path:
@@ -166,7 +166,7 @@ class Fleet:
         if not self.helper_alive("moto"):
             argv = helpers.moto_argv(addr, helpers.port_of(self.plan.aws_endpoint))
             pid = procs.start_detached(argv, logs / "moto.log")
-            self.record["helpers"]["moto"] = {"pid": pid, "marker": "moto.server"}
+            self.record["helpers"]["moto"] = {"pid": pid, "marker": "\0".join(argv[1:]) + "\0"}
             self._save()
         for name, url in (("apt-cacher-ng", self.plan.apt_proxy), ("moto", self.plan.aws_endpoint)):
             _wait_port(addr, helpers.port_of(url), name, self.state / "logs" / f"{name}.log")
@@ -329,7 +329,7 @@ class Fleet:
         shutil.rmtree(self.state / "hosts", ignore_errors=True)
         self.record["hosts"] = {}
         self._save()
-        procs.stop([(rec.get("pid"), rec.get("marker", "\0")) for rec in self.record["helpers"].values()])
+        procs.stop([(rec.get("pid"), rec.get("marker", "")) for rec in self.record["helpers"].values()])
         self.record["helpers"] = {}
         self._save()
         if _link_exists(self.plan.bridge):

@@ -33,11 +33,15 @@ def cmdline(pid: int) -> list[str] | None:
 
 
 def alive(pid: int | None, marker: str) -> bool:
-    """True while `pid` runs and its command line contains `marker`."""
-    if not pid:
+    """True while `pid` runs and its command line contains `marker`.
+
+    The command line is matched NUL-joined with a trailing NUL, so a marker
+    like "-H\0198.18.0.1\0" pins exact arguments (and not 198.18.0.129).
+    """
+    if not pid or not marker:
         return False
     args = cmdline(pid)
-    return args is not None and any(marker in a for a in args)
+    return args is not None and marker in "\0".join(args) + "\0"
 
 
 def find(marker: str) -> list[int]:

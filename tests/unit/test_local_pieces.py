@@ -112,6 +112,8 @@ def test_process_identity_needs_the_marker():
             time.sleep(0.01)
         assert procs.alive(child.pid, "marker-xyz")
         assert not procs.alive(child.pid, "some-other-marker")
+        assert procs.alive(child.pid, "marker-xyz\0")  # an exact last argument
+        assert not procs.alive(child.pid, "marker-xy\0")
         assert child.pid in procs.find("marker-xyz")
         procs.stop([(child.pid, "marker-xyz")], timeout=5)
         child.wait(timeout=5)
