@@ -216,7 +216,7 @@ class Fleet:
         self.record["hosts"][h.name] = {"address": h.address, "netns": h.netns, "veth": h.veth, "pid": None}
         self._save()
         self._run(ip.host_net_up(h.netns, h.veth, self.plan.bridge, h.cidr, self.plan.gateway))
-        pid = procs.start_detached(nspawn.boot_argv(h.name, base, self.upper(h.name), h.netns),
+        pid = procs.start_detached(nspawn.in_own_cgroup(h.netns, nspawn.boot_argv(h.name, base, self.upper(h.name), h.netns)),
                                    self.state / "logs" / f"{h.name}.console.log", env=nspawn.boot_env())
         self.record["hosts"][h.name]["pid"] = pid
         self._save()

@@ -25,3 +25,16 @@ def boot_env() -> dict:
     import os
 
     return {**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
+
+
+def in_own_cgroup(name: str, argv: list[str]) -> list[str]:
+    """Start `argv` in a cgroup of its own (the hybrid unified and name=systemd hierarchies, when mounted).
+
+    nspawn --keep-unit splits the cgroup it starts in into supervisor/ and payload/;
+    started from the same cgroup, every container's systemd would share one payload/
+    tree and race over the same unit cgroups (219/CGROUP when two hosts start a unit).
+    """
+    script = ('n="$1"; shift; for h in unified systemd; do r=/sys/fs/cgroup/$h; '
+              'if [ -f "$r/cgroup.procs" ]; then mkdir -p "$r/roadie/$n" && echo $$ > "$r/roadie/$n/cgroup.procs"; fi; done; '
+              'exec "$@"')
+    return ["sh", "-c", script, "roadie-nspawn", name, *argv]
