@@ -48,23 +48,27 @@ def prepare(env: str, *, playbook: str = "site.yml", limit=None, tags=None, chec
 
 
 def run(argv: list[str], env: dict, on_event=None, timeout: float | None = None) -> tuple[cmd.Recap, int, str]:
-    """Run ansible-playbook, folding its JSON lines into a recap as they arrive."""
+    """Run ansible-playbook, folding its JSON lines into a recap as they arrive; killed after `timeout` s."""
+    import tempfile
+    import threading
+
     recap = cmd.Recap()
-    stderr_path = paths.ROOT / ".roadie" / "converge-stderr.log"
-    stderr_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(stderr_path, "w+") as err:
+    with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=paths.ROOT)
-        deadline = time.monotonic() + timeout if timeout else None
-        for line in proc.stdout:
-            event = cmd.read_event(line)
-            if event:
-                for kind, detail in cmd.apply_event(recap, event):
-                    if on_event:
-                        on_event(kind, detail)
-            if deadline and time.monotonic() > deadline:
-                proc.kill()
-                break
-        rc = proc.wait()
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            for line in proc.stdout:
+                event = cmd.read_event(line)
+                if event:
+                    for kind, detail in cmd.apply_event(recap, event):
+                        if on_event:
+                            on_event(kind, detail)
+            rc = proc.wait()
+        finally:
+            if timer:
+                timer.cancel()
         err.seek(0)
         stderr = err.read()
     return recap, rc, stderr
