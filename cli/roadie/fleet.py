@@ -240,6 +240,8 @@ class Fleet:
                     and time.monotonic() < deadline:
                 time.sleep(0.05)
         self._run(ip.host_net_down(netns, veth), check=False)
+        for top in nspawn.cgroup_dirs(netns):
+            _rmdir_tree(Path(top))
 
     def _prepare_overlay(self, h: HostPlan) -> None:
         up = self.upper(h.name)
@@ -347,6 +349,17 @@ def _hosts_file(plan: FleetPlan, me: HostPlan) -> str:
     lines = ["127.0.0.1\tlocalhost", f"127.0.1.1\t{me.name}", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
     lines += [f"{h.address}\t{h.name}" for h in plan.hosts]
     return "\n".join(lines) + "\n"
+
+
+def _rmdir_tree(top: Path) -> None:
+    """Remove an emptied cgroup tree (cgroups go with rmdir, deepest first)."""
+    if not top.is_dir():
+        return
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
 
 
 def _link_exists(name: str) -> bool:

@@ -6,6 +6,7 @@ hosts without disturbing the main fleet that the role tests converge.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ def leftovers(state: Path) -> list[str]:
     found += [f"process {p}" for p in procs.find("198.18.0.129") if procs.alive(p, "moto.server")]
     if (state / "hosts").exists():
         found.append("overlays")
+    found += [f"cgroup {d}" for d in glob.glob(f"/sys/fs/cgroup/*/roadie/{BRIDGE}-*")]
     return found
 
 

@@ -95,3 +95,12 @@ def test_moto_binds_an_explicit_address():
 @pytest.mark.parametrize(("url", "port"), [("http://198.18.0.1:3142", 3142), ("http://h", 80)])
 def test_port_of(url, port):
     assert helpers.port_of(url) == port
+
+
+def test_each_host_boots_in_its_own_cgroup():
+    argv = nspawn.in_own_cgroup("roadie0-db-1", ["systemd-nspawn", "-M", "db-1"])
+    assert argv[:2] == ["sh", "-c"]
+    assert argv[3:] == ["roadie-nspawn", "roadie0-db-1", "systemd-nspawn", "-M", "db-1"]
+    assert 'exec "$@"' in argv[2]
+    assert nspawn.cgroup_dirs("roadie0-db-1") == ["/sys/fs/cgroup/unified/roadie/roadie0-db-1",
+                                                  "/sys/fs/cgroup/systemd/roadie/roadie0-db-1"]

@@ -27,6 +27,14 @@ def boot_env() -> dict:
     return {**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 
 
+CGROUP_HIERARCHIES = ("unified", "systemd")
+
+
+def cgroup_dirs(name: str) -> list[str]:
+    """The cgroups in_own_cgroup makes for `name` (removed again by `down`)."""
+    return [f"/sys/fs/cgroup/{h}/roadie/{name}" for h in CGROUP_HIERARCHIES]
+
+
 def in_own_cgroup(name: str, argv: list[str]) -> list[str]:
     """Start `argv` in a cgroup of its own (the hybrid unified and name=systemd hierarchies, when mounted).
 
