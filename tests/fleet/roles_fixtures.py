@@ -1,0 +1,162 @@
+"""Shared set-up for the role tests: a converged local fleet running releases of both services.
+
+Imported by the tests/fleet/test_roles_*.py modules. The work is done once per
+test session (memoised here, since each importing module registers the fixture
+anew): `roadie local up`, `roadie converge`, then a release of catalog and of
+streaming installed by the simplest honest means (built with `roadie release
+build`, copied over SSH, unpacked into /srv/SERVICE/releases/VERSION, `current`
+linked; catalog migrated and seeded against the primary from catalog-1; demo
+media uploaded to the media bucket) and the units restarted.
+The fleet is left running: the fleet conftest owns taking it down.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_roadie
+
+STATE = ROOT / ".roadie" / "local"
+SSH_CONFIG = STATE / "ssh_config"
+HOSTS = {"lb-1": "198.18.0.10", "catalog-1": "198.18.0.11", "catalog-2": "198.18.0.12",
+         "streaming-1": "198.18.0.13", "streaming-2": "198.18.0.14", "db-1": "198.18.0.15", "db-2": "198.18.0.16"}
+TIERS = {"loadbalancer": ["lb-1"], "catalog": ["catalog-1", "catalog-2"], "streaming": ["streaming-1", "streaming-2"],
+         "database": ["db-1", "db-2"]}
+LB = HOSTS["lb-1"]
+SEED_TRACKS = 300
+SEED_MEDIA = 5
+
+_memo: dict = {}
+
+
+def ssh(host: str, command: str, timeout: float = 120, check: bool = True, user: str = "root") -> subprocess.CompletedProcess:
+    proc = subprocess.run(["ssh", "-F", str(SSH_CONFIG), "-o", "BatchMode=yes", f"{user}@{host}", command],
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{host}: {command!r} exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    return proc
+
+
+def scp(path: Path, host: str, dest: str) -> None:
+    subprocess.run(["scp", "-q", "-F", str(SSH_CONFIG), "-o", "BatchMode=yes", str(path), f"root@{host}:{dest}"],
+                   check=True, timeout=300)
+
+
+def converge(*args: str, timeout: float = 900) -> dict:
+    """`roadie --output json converge ARGS`: its recap, plus returncode and raw output."""
+    proc = run_roadie("--output", "json", "converge", *args, timeout=timeout)
+    try:
+        doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        doc = {}
+    doc.update(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+    return doc
+
+
+def http(url: str, headers: dict | None = None, timeout: float = 10):
+    """(status, headers, body) of a GET; HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def _build(service: str) -> dict:
+    proc = run_roadie("--output", "json", "release", "build", service, check=True, timeout=900)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def install_release(host: str, service: str, built: dict) -> None:
+    """Unpack the artifact into releases/VERSION (once) and point current at it."""
+    version, tarball = built["version"], Path(built["path"])
+    release = f"/srv/{service}/releases/{version}"
+    if ssh(host, f"test -x {release}/bin/serve", check=False).returncode != 0:
+        scp(tarball, host, f"/tmp/{tarball.name}")
+        ssh(host, f"set -e; rm -rf {release}.tmp; mkdir -p {release}.tmp; tar -xzf /tmp/{tarball.name} -C {release}.tmp; "
+                  f"chown -R root:root {release}.tmp; chmod -R go-w {release}.tmp; mv {release}.tmp {release}; "
+                  f"rm -f /tmp/{tarball.name}")
+    ssh(host, f"ln -sfn releases/{version} /srv/{service}/current.new && mv -T /srv/{service}/current.new /srv/{service}/current")
+
+
+def _as_service(service: str, command: str) -> str:
+    env = f"/srv/{service}/shared/{service}.env"
+    return f"runuser -u {service} -- sh -c 'set -a; . {env}; set +a; {command}'"
+
+
+def _setup() -> dict:
+    run_roadie("local", "up", check=True, timeout=600)
+    first = converge()
+    assert first["returncode"] == 0 and first.get("ok"), f"converge failed:\n{first['stdout']}\n{first['stderr']}"
+    builds = {service: _build(service) for service in ("catalog", "streaming")}
+    for service, hosts in (("catalog", TIERS["catalog"]), ("streaming", TIERS["streaming"])):
+        for host in hosts:
+            install_release(host, service, builds[service])
+    # Schema and demo data once, against the primary, before the hosts (re)start.
+    ssh("catalog-1", _as_service("catalog", "/srv/catalog/current/bin/migrate"))
+    ssh("catalog-1", _as_service("catalog", f"/srv/catalog/current/bin/seed --tracks {SEED_TRACKS}"))
+    ssh("streaming-1", _as_service("streaming", f"/srv/streaming/current/bin/seed-media --tracks {SEED_MEDIA} "
+                                                f"--seconds 1 --create-bucket"), timeout=300)
+    for service, hosts in (("catalog", TIERS["catalog"]), ("streaming", TIERS["streaming"])):
+        for host in hosts:
+            ssh(host, f"systemctl restart {service}")
+    for host in TIERS["catalog"]:
+        wait_for(lambda h=host: http(f"http://{HOSTS[h]}:8080/healthz")[0] == 200, what=f"{host} catalog health")
+    for host in TIERS["streaming"]:
+        wait_for(lambda h=host: http(f"http://{HOSTS[h]}/healthz")[0] == 200, what=f"{host} streaming health")
+    return {"first_converge": first, "builds": builds}
+
+
+@pytest.fixture(scope="session")
+def roles_fleet():
+    """The local fleet, converged, with both services released and healthy."""
+    if "fleet" not in _memo:
+        _memo["fleet"] = _setup()
+    return _memo["fleet"]
+
+
+@pytest.fixture(scope="session")
+def hosts(roles_fleet):
+    """testinfra hosts by inventory name, over SSH with the fleet's ssh_config."""
+    import testinfra
+
+    if "hosts" not in _memo:
+        _memo["hosts"] = {name: testinfra.get_host(f"ssh://root@{name}", ssh_config=str(SSH_CONFIG))
+                          for name in HOSTS}
+    return _memo["hosts"]
+
+
+def listening(host, port: int) -> set[str]:
+    """Addresses host listens on at TCP port (from `ss`, which iproute2 provides)."""
+    out = host.check_output(f"ss -Htln 'sport = :{port}'")
+    found = set()
+    for line in out.splitlines():
+        local = line.split()[3]
+        found.add(local.rsplit(":", 1)[0].strip("[]"))
+    return found
+
+
+def connect_from(host: str, address: str, port: int) -> str:
+    """'open', 'refused' or 'timeout' for a TCP connection from a fleet host."""
+    code = (f"import socket\ntry:\n socket.create_connection(('{address}', {port}), 3).close(); print('open')\n"
+            f"except ConnectionRefusedError: print('refused')\nexcept OSError: print('timeout')")
+    return ssh(host, f"python3 -c \"{code}\"").stdout.strip()

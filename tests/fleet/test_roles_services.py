@@ -1,0 +1,58 @@
+"""catalog and streaming roles: users, layout, units, environment, nginx, listening addresses."""
+
+import pytest
+
+from tests.fleet.roles_fixtures import HOSTS, TIERS, hosts, http, listening, roles_fleet  # noqa: F401
+
+pytestmark = pytest.mark.fleet
+
+
+@pytest.mark.parametrize("name", TIERS["catalog"])
+def test_catalog_host(hosts, roles_fleet, name):
+    host = hosts[name]
+    svc = host.service("catalog")
+    assert svc.is_running and svc.is_enabled
+    assert host.user("catalog").shell == "/usr/sbin/nologin"
+    env = host.file("/srv/catalog/shared/catalog.env")
+    assert (env.user, env.group, env.mode) == ("root", "catalog", 0o640)
+    assert env.contains(f"^CATALOG_BIND={HOSTS[name]}:8080$")
+    assert env.contains("^CATALOG_DATABASE_URL=postgresql://catalog:.*@198.18.0.15:5432/catalog$")
+    assert host.file("/srv/catalog/current").linked_to == \
+        f"/srv/catalog/releases/{roles_fleet['builds']['catalog']['version']}"
+    unit = host.file("/etc/systemd/system/catalog.service")
+    assert unit.contains("^ExecStart=/srv/catalog/current/bin/serve$") and unit.contains("^KillSignal=SIGTERM$")
+    assert listening(host, 8080) == {HOSTS[name]}
+    status, _, body = http(f"http://{HOSTS[name]}:8080/version")
+    assert status == 200 and b'"catalog"' in body
+
+
+@pytest.mark.parametrize("name", TIERS["streaming"])
+def test_streaming_host(hosts, roles_fleet, name):
+    host = hosts[name]
+    for unit in ("streaming", "nginx"):
+        svc = host.service(unit)
+        assert svc.is_running and svc.is_enabled, unit
+    env = host.file("/srv/streaming/shared/streaming.env")
+    assert (env.user, env.group, env.mode) == ("root", "streaming", 0o640)
+    assert env.contains("^STREAMING_MEDIA_BUCKET=roadie-local-media$")
+    assert env.contains("^AWS_ENDPOINT_URL=http://198.18.0.1:4566$")
+    assert env.contains("^STREAMING_CACHE_MAX_BYTES=1073741824$")
+    cache = host.file("/srv/streaming/shared/cache")
+    assert cache.is_directory and cache.user == "streaming"
+    assert host.file("/etc/nginx/nginx.conf").contains("max_size=2g")
+    assert host.run("nginx -t").rc == 0
+    assert listening(host, 8081) == {"127.0.0.1"}
+    assert listening(host, 80) == {HOSTS[name]}
+
+
+@pytest.mark.parametrize("name", TIERS["streaming"])
+def test_nginx_serves_byte_ranges_from_its_cache(roles_fleet, name):
+    url = f"http://{HOSTS[name]}/stream/2"
+    status, headers, body = http(url, {"Range": "bytes=0-99"})
+    assert status == 206 and len(body) == 100
+    assert headers["Content-Range"].startswith("bytes 0-99/")
+    status, headers, again = http(url, {"Range": "bytes=0-99"})
+    assert status == 206 and again == body
+    assert headers.get("X-Cache-Status") == "HIT"
+    status, _, _ = http(f"http://{HOSTS[name]}/healthz")
+    assert status == 200
