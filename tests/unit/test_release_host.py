@@ -22,7 +22,8 @@ from roadie.commands import release_host as cmd
      "ln -sfn releases/1.2.0 /srv/catalog/current.new && mv -T /srv/catalog/current.new /srv/catalog/current"),
     (cmd.restart, ("streaming",), "systemctl restart streaming.service"),
     (cmd.migrate, ("2.0.0",),
-     "set -a && . /srv/catalog/shared/catalog.env && set +a && /srv/catalog/releases/2.0.0/bin/migrate"),
+     "runuser -u catalog -- sh -c 'set -a && . /srv/catalog/shared/catalog.env && set +a && "
+     "exec /srv/catalog/releases/2.0.0/bin/migrate'"),
 ])
 def test_command_strings(fn, args, expected):
     assert fn(*args) == expected

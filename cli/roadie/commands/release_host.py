@@ -47,12 +47,14 @@ def env_file(service: str) -> str:
     return f"{base(service)}/shared/{service}.env"
 
 
-def with_env(service: str, command: str) -> str:
-    return f"set -a && . {env_file(service)} && set +a && {command}"
+def as_service(service: str, command: str) -> str:
+    """Run `command` as the service's user with its environment file loaded."""
+    inner = f"set -a && . {env_file(service)} && set +a && exec {command}"
+    return f"runuser -u {service} -- sh -c {shlex.quote(inner)}"
 
 
 def migrate(version: str) -> str:
-    return with_env("catalog", f"{release_dir('catalog', version)}/bin/migrate")
+    return as_service("catalog", f"{release_dir('catalog', version)}/bin/migrate")
 
 
 def switch(service: str, version: str) -> str:
