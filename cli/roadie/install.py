@@ -55,8 +55,6 @@ def install(env: str, inv: Inventory, service: str, version: str, only: list[str
     hosts = targets(inv, service, only)
     path = fetch(env, service, version)
     sha = artifact.sha256_file(path)
-    var, default = cmd.APP_PORTS[service]
-    port = int(hosts[0].vars.get(var, default))
 
     def stage(host: Host) -> None:
         with connect(host, env) as conn:
@@ -71,7 +69,7 @@ def install(env: str, inv: Inventory, service: str, version: str, only: list[str
             try:
                 run(conn, host, cmd.switch(service, version), "switching current")
                 run(conn, host, cmd.restart(service), "restarting")
-                run(conn, host, cmd.wait_healthy(port, version), "health check")
+                run(conn, host, cmd.wait_healthy(service, version), "health check")
             except OperationFailed as exc:
                 if before and before != version:  # put the host back as it was
                     conn.run(f"{cmd.switch(service, before)} && {cmd.restart(service)}", hide=True, warn=True)

@@ -3,10 +3,10 @@
 Imported by the tests/fleet/test_roles_*.py modules. The work is done once per
 test session (memoised here, since each importing module registers the fixture
 anew): `roadie local up`, `roadie converge`, then a release of catalog and of
-streaming installed by the simplest honest means (built with `roadie release
-build`, copied over SSH, unpacked into /srv/SERVICE/releases/VERSION, `current`
-linked; catalog migrated and seeded against the primary from catalog-1; demo
-media uploaded to the media bucket) and the units restarted.
+streaming built with `roadie release build` and installed with `roadie release
+install` (unpacked into /srv/SERVICE/releases/VERSION, `current` linked, catalog
+migrated against the primary, units restarted and healthy), then the catalogue
+seeded from catalog-1 and demo media uploaded to the media bucket.
 The fleet is left running: the fleet conftest owns taking it down.
 """
 
@@ -17,7 +17,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -42,11 +41,6 @@ def ssh(host: str, command: str, timeout: float = 120, check: bool = True, user:
     if check and proc.returncode != 0:
         raise AssertionError(f"{host}: {command!r} exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
     return proc
-
-
-def scp(path: Path, host: str, dest: str) -> None:
-    subprocess.run(["scp", "-q", "-F", str(SSH_CONFIG), "-o", "BatchMode=yes", str(path), f"root@{host}:{dest}"],
-                   check=True, timeout=300)
 
 
 def converge(*args: str, timeout: float = 900) -> dict:
@@ -86,18 +80,6 @@ def _build(service: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def install_release(host: str, service: str, built: dict) -> None:
-    """Unpack the artifact into releases/VERSION (once) and point current at it."""
-    version, tarball = built["version"], Path(built["path"])
-    release = f"/srv/{service}/releases/{version}"
-    if ssh(host, f"test -x {release}/bin/serve", check=False).returncode != 0:
-        scp(tarball, host, f"/tmp/{tarball.name}")
-        ssh(host, f"set -e; rm -rf {release}.tmp; mkdir -p {release}.tmp; tar -xzf /tmp/{tarball.name} -C {release}.tmp; "
-                  f"chown -R root:root {release}.tmp; chmod -R go-w {release}.tmp; mv {release}.tmp {release}; "
-                  f"rm -f /tmp/{tarball.name}")
-    ssh(host, f"ln -sfn releases/{version} /srv/{service}/current.new && mv -T /srv/{service}/current.new /srv/{service}/current")
-
-
 def _as_service(service: str, command: str) -> str:
     env = f"/srv/{service}/shared/{service}.env"
     return f"runuser -u {service} -- sh -c 'set -a; . {env}; set +a; {command}'"
@@ -108,17 +90,13 @@ def _setup() -> dict:
     first = converge()
     assert first["returncode"] == 0 and first.get("ok"), f"converge failed:\n{first['stdout']}\n{first['stderr']}"
     builds = {service: _build(service) for service in ("catalog", "streaming")}
-    for service, hosts in (("catalog", TIERS["catalog"]), ("streaming", TIERS["streaming"])):
-        for host in hosts:
-            install_release(host, service, builds[service])
-    # Schema and demo data once, against the primary, before the hosts (re)start.
-    ssh("catalog-1", _as_service("catalog", "/srv/catalog/current/bin/migrate"))
+    # roadie's own installer: stage and verify on every host, migrate once against
+    # the primary, switch `current`, restart, wait for /healthz and /version.
+    for service in ("catalog", "streaming"):
+        run_roadie("release", "install", service, builds[service]["version"], check=True, timeout=600)
     ssh("catalog-1", _as_service("catalog", f"/srv/catalog/current/bin/seed --tracks {SEED_TRACKS}"))
     ssh("streaming-1", _as_service("streaming", f"/srv/streaming/current/bin/seed-media --tracks {SEED_MEDIA} "
                                                 f"--seconds 1 --create-bucket"), timeout=300)
-    for service, hosts in (("catalog", TIERS["catalog"]), ("streaming", TIERS["streaming"])):
-        for host in hosts:
-            ssh(host, f"systemctl restart {service}")
     for host in TIERS["catalog"]:
         wait_for(lambda h=host: http(f"http://{HOSTS[h]}:8080/healthz")[0] == 200, what=f"{host} catalog health")
     for host in TIERS["streaming"]:

@@ -99,7 +99,9 @@ def test_prune_keeps_the_newest_and_current(tree):
     assert sorted(p.name for p in releases.iterdir()) == ["1.0.0", "1.6.0", "1.7.0", "1.9.0.unpacking"]
 
 
-def test_wait_healthy_reports_why(tree):
-    proc = run(cmd.wait_healthy(9, "1.0.0", seconds=1))
+def test_wait_healthy_reads_the_bind_and_reports_why(tree):
+    assert cmd.wait_healthy("svc", "1.0.0").startswith("runuser -u svc -- sh -c ")
+    proc = subprocess.run(["python3", "-c", cmd.health_script("svc", "1.0.0", seconds=1)],
+                          capture_output=True, text=True, env={**os.environ, "SVC_BIND": "0.0.0.0:9"})
     assert proc.returncode == 1
-    assert "not healthy on port 9 after 1 s" in proc.stderr
+    assert "not healthy at http://127.0.0.1:9 after 1 s" in proc.stderr

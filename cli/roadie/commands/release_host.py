@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shlex
 
-# Where each service's app listens on its host: (inventory/role variable, default).
-APP_PORTS = {"catalog": ("catalog_port", 8080), "streaming": ("streaming_app_port", 8081)}
 KEEP_RELEASES = 5
 
 
@@ -70,25 +68,31 @@ def restart(service: str) -> str:
     return f"systemctl restart {service}.service"
 
 
-def wait_healthy(port: int, version: str, seconds: int = 60) -> str:
-    """Poll the service on the host until /healthz is 200 and /version says `version`."""
-    script = (
-        "import json, sys, time, urllib.request\n"
+def health_script(service: str, version: str, seconds: int = 60) -> str:
+    """Python polling the service where its env says it listens (SERVICE_BIND)
+    until /healthz is 200 and /version says `version`."""
+    return (
+        "import json, os, sys, time, urllib.request\n"
+        f"host, _, port = os.environ[{service.upper() + '_BIND'!r}].rpartition(':')\n"
+        "base = 'http://%s:%s' % ('127.0.0.1' if host in ('', '0.0.0.0') else host, port)\n"
         f"deadline = time.time() + {seconds}\n"
         "last = 'no answer'\n"
         "while time.time() < deadline:\n"
         "    try:\n"
-        f"        urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)\n"
-        f"        got = json.load(urllib.request.urlopen('http://127.0.0.1:{port}/version', timeout=2))\n"
+        "        urllib.request.urlopen(base + '/healthz', timeout=2)\n"
+        "        got = json.load(urllib.request.urlopen(base + '/version', timeout=2))\n"
         f"        if got.get('version') == {version!r}:\n"
         "            sys.exit(0)\n"
         "        last = 'version ' + str(got.get('version'))\n"
         "    except Exception as exc:\n"
         "        last = str(exc)\n"
         "    time.sleep(0.2)\n"
-        f"sys.exit('not healthy on port {port} after {seconds} s: ' + last)\n"
+        f"sys.exit('not healthy at %s after {seconds} s: %s' % (base, last))\n"
     )
-    return f"python3 -c {shlex.quote(script)}"
+
+
+def wait_healthy(service: str, version: str, seconds: int = 60) -> str:
+    return as_service(service, f"python3 -c {shlex.quote(health_script(service, version, seconds))}")
 
 
 def prune(service: str, keep: int = KEEP_RELEASES) -> str:
