@@ -20,7 +20,7 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 MARK = "<!-- latest run: written by `make bench`, everything below is replaced -->"
 SUITES = {
     "fleet": ["--runs", "5", "--cold-runs", "3"],
-    "converge": [],
+    "converge": ["--cold", "--runs", "3"],
     "services": ["--seconds", "5"],
 }
 
