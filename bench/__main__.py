@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -36,8 +37,8 @@ def flatten(prefix: str, value, rows: list[tuple[str, str]]) -> None:
 
 
 def render(results: dict) -> str:
-    out = [MARK, "", f"## Latest run ({dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-           f"{platform.machine()}, Python {platform.python_version()})", ""]
+    out = [MARK, "", f"## Latest results (written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+           f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()})", ""]
     for suite, result in results.items():
         out += [f"### {suite}", "", "| measure | value |", "|---|---|"]
         rows: list[tuple[str, str]] = []
@@ -56,7 +57,11 @@ def main(argv=None) -> int:
     chosen = args.suites or list(SUITES)
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    results, failed = {}, []
+    # Suites not run this time keep their latest results (each suite's ratios
+    # come from one run of that suite), so one suite can be refreshed alone.
+    results = {s: json.loads((results_dir / f"{s}.json").read_text())
+               for s in SUITES if (results_dir / f"{s}.json").exists()}
+    failed = []
     for suite in chosen:
         if not (ROOT / "bench" / f"{suite}.py").exists():
             continue
