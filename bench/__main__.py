@@ -21,7 +21,7 @@ DOC = ROOT / "docs" / "BENCHMARKS.md"
 MARK = "<!-- latest run: written by `make bench`, everything below is replaced -->"
 SUITES = {
     "fleet": ["--runs", "5", "--cold-runs", "3"],
-    "converge": ["--cold", "--runs", "3"],
+    "converge": ["--cold", "--synthetic", "--runs", "3"],
     "services": ["--seconds", "5"],
 }
 
@@ -30,15 +30,52 @@ def flatten(prefix: str, value, rows: list[tuple[str, str]]) -> None:
     if isinstance(value, dict):
         for key, sub in value.items():
             flatten(f"{prefix}.{key}" if prefix else key, sub, rows)
+    elif isinstance(value, list) and all(isinstance(v, dict) for v in value) and value:
+        # Runs: one row each, named by profile, holding its time and counts.
+        for i, run in enumerate(value):
+            label = run.get("profile", str(i))
+            rows.append((f"{prefix}[{i}] {label}", ", ".join(f"{k}={v}" for k, v in run.items() if k != "profile")))
     elif isinstance(value, list):
         rows.append((prefix, ", ".join(map(str, value))))
     else:
         rows.append((prefix, str(value)))
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+# The headline of each suite: (suite, what, how it is read from the suite's results).
+RATIOS = [
+    ("fleet", "warm `local up` vs serial up, host after host",
+     lambda r: f"{r['ratio_serial_over_warm']}x ({r['warm_up']['median_s']} s vs {r['baseline_serial_up']['median_s']} s)"),
+    ("converge", "no-op converge of the roles, roadie vs stock Ansible",
+     lambda r: f"{r['speedup_vs_stock']}x ({r['roadie_noop_seconds']['best']} s vs "
+               f"{next(x['seconds'] for x in r['runs'] if x['profile'] == 'stock')} s)"),
+    ("converge", "synthetic 31-task no-op play, roadie vs stock Ansible",
+     lambda r: f"{r['synthetic']['speedup_vs_stock']}x ({r['synthetic']['roadie_noop_seconds']['best']} s vs "
+               f"{next(x['seconds'] for x in r['synthetic']['runs'] if x['profile'] == 'stock')} s)"),
+    ("converge", "no-op converge, mitogen vs built-in linear strategy",
+     lambda r: f"{r['speedup_mitogen_over_linear']}x"),
+    ("services", "catalog search req/s, trigram indexes vs none",
+     lambda r: _ratio(r["catalog_search_common_word"]["rps"], r["baseline_no_trgm_search_common_word"]["rps"])),
+]
+
+
+def ratios(results: dict) -> list[str]:
+    rows = []
+    for suite, what, read in RATIOS:
+        try:
+            rows.append(f"| {suite} | {what} | {read(results[suite])} |")
+        except (KeyError, StopIteration, TypeError):
+            continue  # that suite has not run, or ran without this part
+    return ["| suite | ratio | value |", "|---|---|---|", *rows, ""] if rows else []
+
+
 def render(results: dict) -> str:
     out = [MARK, "", f"## Latest results (written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
            f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()})", ""]
+    out += ratios(results)
     for suite, result in results.items():
         out += [f"### {suite}", "", "| measure | value |", "|---|---|"]
         rows: list[tuple[str, str]] = []

@@ -13,6 +13,10 @@ failures). Then, in one run of this script:
 - stock: forks 5, no pipelining, no ControlPersist, no fact cache (facts gathered
   by every play), linear strategy.
 
+--synthetic also times, with the same profiles, a generated no-op play of 31 small
+tasks (file, copy, lineinfile, command, stat) on every host: the shape of
+ENVIRONMENT.md's reference figures, where per-task cost dominates.
+
 --cold first rebuilds the fleet from bare hosts (`roadie local down && up`) and
 times that first converge. Every run is bounded by a timeout; a stock run that
 hits it is reported as a lower bound. Results go to bench/results/converge.json.
@@ -40,6 +44,32 @@ def _roadie(*args: str, timeout: float = 300) -> None:
     subprocess.run([*ROADIE, *args], check=True, cwd=ROOT, timeout=timeout, stdout=subprocess.DEVNULL)
 
 
+SCRATCH = "/var/tmp/roadie-bench"
+
+
+def synthetic_play(tasks: int = 31) -> str:
+    """A play of `tasks` small tasks, each a no-op once it has run: the per-task
+    cost of each settings profile without the roles' own work."""
+    import yaml
+
+    def task(i: int) -> dict:
+        n, kind = divmod(i - 1, 5)
+        if i == 0:
+            return {"ansible.builtin.file": {"path": SCRATCH, "state": "directory", "mode": "0755"}}
+        return [
+            {"ansible.builtin.file": {"path": f"{SCRATCH}/d{n}", "state": "directory", "mode": "0755"}},
+            {"ansible.builtin.copy": {"dest": f"{SCRATCH}/f{n}", "content": "roadie\n", "mode": "0644"}},
+            {"ansible.builtin.lineinfile": {"path": f"{SCRATCH}/lines", "line": f"line {n}", "create": True,
+                                            "mode": "0644"}},
+            {"ansible.builtin.command": {"argv": ["test", "-d", SCRATCH]}, "changed_when": False},
+            {"ansible.builtin.stat": {"path": f"{SCRATCH}/f{n}"}},
+        ][kind]
+
+    play = [{"name": "Synthetic no-op play", "hosts": "all",
+             "tasks": [{"name": f"Task {i}", **task(i)} for i in range(tasks)]}]
+    return yaml.safe_dump(play, sort_keys=False)
+
+
 def converge_once(label: str, timeout: float, **kwargs) -> dict:
     argv, env, strategy = prepare("local", **kwargs)
     started = time.monotonic()
@@ -56,6 +86,36 @@ def converge_once(label: str, timeout: float, **kwargs) -> dict:
     return row
 
 
+def compare(runs: list[dict], noop: list[dict]) -> dict:
+    """Best and median of the roadie runs, and the other profiles' times over the best."""
+    best = min(r["seconds"] for r in noop)
+    doc = {"runs": runs, "roadie_noop_seconds": {"best": best,
+                                                 "median": statistics.median(r["seconds"] for r in noop)}}
+    by = {r["profile"]: r for r in runs}
+    if "roadie-linear" in by:
+        doc["speedup_mitogen_over_linear"] = round(by["roadie-linear"]["seconds"] / best, 1)
+    if "stock" in by:
+        doc["speedup_vs_stock"] = round(by["stock"]["seconds"] / best, 1)
+        doc["speedup_is_lower_bound"] = by["stock"]["timed_out"]
+    return doc
+
+
+def synthetic(args) -> dict:
+    """The generated play with each profile, after one untimed run that makes it a no-op."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="roadie-bench-") as tmp:
+        play = Path(tmp) / "synthetic.yml"
+        play.write_text(synthetic_play())
+        print("synthetic 31-task play: warm-up (untimed)", file=sys.stderr)
+        converge_once("synthetic-warm-up", args.timeout, playbook=str(play))
+        noop = [converge_once("roadie", args.timeout, playbook=str(play)) for _ in range(max(1, args.runs))]
+        runs = [*noop, converge_once("roadie-linear", args.timeout, playbook=str(play), strategy="linear")]
+        if not args.skip_stock:
+            runs.append(converge_once("stock", args.stock_timeout, playbook=str(play), stock=True))
+    return {"tasks": 31, **compare(runs, noop)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="timed no-op runs with roadie's settings")
@@ -63,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=600, help="bound on each roadie run (s)")
     ap.add_argument("--stock-timeout", type=float, default=900, help="bound on the stock run (s)")
     ap.add_argument("--skip-stock", action="store_true")
+    ap.add_argument("--synthetic", action="store_true", help="also time the generated 31-task no-op play")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -87,15 +148,11 @@ def main(argv=None) -> int:
     if not args.skip_stock:
         doc["runs"].append(converge_once("stock", args.stock_timeout, stock=True))
 
-    best = min(r["seconds"] for r in noop)
-    doc["roadie_noop_seconds"] = {"best": best, "median": statistics.median(r["seconds"] for r in noop)}
-    by = {r["profile"]: r for r in doc["runs"]}
-    if "roadie-linear" in by:
-        doc["speedup_mitogen_over_linear"] = round(by["roadie-linear"]["seconds"] / best, 1)
-    if "stock" in by:
-        doc["speedup_vs_stock"] = round(by["stock"]["seconds"] / best, 1)
-        doc["speedup_is_lower_bound"] = by["stock"]["timed_out"]
-    doc["all_noop_changed_zero"] = all(r["changed"] == 0 and r["ok"] for r in doc["runs"] if r["complete"])
+    doc.update(compare(doc["runs"], noop))
+    if args.synthetic:
+        doc["synthetic"] = synthetic(args)
+    doc["all_noop_changed_zero"] = all(r["changed"] == 0 and r["ok"] for r in doc["runs"]
+                                       + doc.get("synthetic", {}).get("runs", []) if r["complete"])
 
     out = ROOT / "bench" / "results" / "converge.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,9 +163,10 @@ def main(argv=None) -> int:
         print("| profile | strategy | seconds | changed |\n|---|---|---|---|")
         for r in ([doc["cold"]] if "cold" in doc else []) + doc["runs"]:
             print(f"| {r['profile']} | {r['strategy']} | {r['seconds']}{'+' if r['timed_out'] else ''} | {r['changed']} |")
-        if "speedup_vs_stock" in doc:
-            print(f"\nno-op speedup vs stock: {doc['speedup_vs_stock']}x"
-                  f"{' (lower bound)' if doc['speedup_is_lower_bound'] else ''}")
+        for label, part in (("roles", doc), ("synthetic 31-task play", doc.get("synthetic", {}))):
+            if "speedup_vs_stock" in part:
+                print(f"\n{label}: no-op speedup vs stock {part['speedup_vs_stock']}x"
+                      f"{' (lower bound)' if part['speedup_is_lower_bound'] else ''}")
     return 0 if doc["all_noop_changed_zero"] else 1
 
 
