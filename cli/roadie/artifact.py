@@ -134,13 +134,18 @@ def _run(cmd: list[str], what: str) -> None:
 
 
 def requirement_names(requirements: Path) -> list[str]:
+    """The `name==version` pins of a lock whose every line also carries its wheel's
+    sha256 (`--hash=sha256:...`), so pip refuses a download that does not match."""
     names = []
     for line in requirements.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            if "==" not in line:
-                raise BadInput(f"{requirements}: '{line}' is not pinned (name==version); the file must be a full lock.")
-            names.append(line)
+        pin, *options = line.split("#", 1)[0].split() or [""]
+        if not pin:
+            continue
+        if "==" not in pin:
+            raise BadInput(f"{requirements}: '{pin}' is not pinned (name==version); the file must be a full lock.")
+        if not any(opt.startswith("--hash=sha256:") for opt in options):
+            raise BadInput(f"{requirements}: '{pin}' has no --hash=sha256:...; every pin must carry its wheel's hash.")
+        names.append(pin)
     return names
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from roadie import artifact, versions
+from roadie import artifact, paths, versions
 from roadie.artifact import Source
 from roadie.errors import BadInput
 
@@ -56,11 +56,30 @@ def test_platform_tags_cover_manylinux2014_up_to_debian_12_glibc():
     assert {"manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64"} <= set(artifact.PLATFORM_TAGS)
 
 
-@pytest.mark.parametrize("line", ["gunicorn", "gunicorn>=20", "gunicorn~=27.0"])
-def test_requirements_must_be_pinned(tmp_path, line):
+HASH = "--hash=sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize("line, message", [
+    ("gunicorn", "not pinned"),
+    (f"gunicorn>=20 {HASH}", "not pinned"),
+    (f"gunicorn~=27.0 {HASH}", "not pinned"),
+    ("gunicorn==27.0.1", "no --hash=sha256"),
+    ("gunicorn==27.0.1 --hash=md5:00", "no --hash=sha256"),
+])
+def test_requirements_must_be_pinned_with_hashes(tmp_path, line, message):
     (tmp_path / "r.txt").write_text(f"# lock\n{line}\n")
-    with pytest.raises(BadInput, match="not pinned"):
+    with pytest.raises(BadInput, match=message):
         artifact.requirement_names(tmp_path / "r.txt")
+
+
+def test_requirement_names_are_the_pins_alone(tmp_path):
+    (tmp_path / "r.txt").write_text(f"# lock\n\ngunicorn==27.0.1 {HASH}  # server\nsix==1.17.0 {HASH} {HASH}\n")
+    assert artifact.requirement_names(tmp_path / "r.txt") == ["gunicorn==27.0.1", "six==1.17.0"]
+
+
+def test_services_locks_carry_hashes():
+    for service in ("catalog", "streaming"):
+        assert artifact.requirement_names(artifact.service_dir(service) / "requirements.txt")
 
 
 def make_tree(root: Path, mode_exec=0o755, mode_file=0o644) -> Path:
@@ -210,6 +229,23 @@ def test_real_build_is_reproducible_and_self_contained(tmp_path):
     with tarfile.open(one.path) as tar:
         assert tar.getmember("bin/serve").mode == 0o755
     assert doc["source_commit"] and len(doc["source_commit"]) == 40
+
+
+def test_a_wheel_that_does_not_match_its_locked_hash_is_refused(tmp_path):
+    """pip runs in hash-checking mode: a swapped wheel in the cache never reaches a release."""
+    artifact.build("catalog", "1.2.3", dist=tmp_path / "dist")  # fills the shared wheel cache
+    lock = artifact.service_dir("catalog") / "requirements.txt"
+    pin = next(p for p in artifact.requirement_names(lock) if p.startswith("gunicorn=="))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shared = Path(os.environ.get("ROADIE_WHEEL_CACHE", paths.cache_dir() / "wheels"))
+    wheel = next(shared.glob("gunicorn-*.whl"))
+    (cache / wheel.name).write_bytes(wheel.read_bytes() + b"tampered")
+    (tmp_path / "r.txt").write_text(next(line for line in lock.read_text().splitlines() if line.startswith(pin)))
+    proc = subprocess.run(artifact.download_command(tmp_path / "r.txt", tmp_path / "out", find_links=cache),
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "HASHES" in proc.stderr and not (tmp_path / "out" / wheel.name).exists()
 
 
 def test_build_time_comes_from_source_date_epoch(tmp_path):
