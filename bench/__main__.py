@@ -30,7 +30,7 @@ def flatten(prefix: str, value, rows: list[tuple[str, str]]) -> None:
     if isinstance(value, dict):
         for key, sub in value.items():
             flatten(f"{prefix}.{key}" if prefix else key, sub, rows)
-    elif isinstance(value, list) and all(isinstance(v, dict) for v in value) and value:
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         # Runs: one row each, named by profile, holding its time and counts.
         for i, run in enumerate(value):
             label = run.get("profile", str(i))
