@@ -41,6 +41,7 @@ demo: deps venv
 	scripts/demo
 
 lint: venv
+	$(BIN)/ruff check cli bench tests infra services
 	$(BIN)/ansible-lint --profile production --offline roles playbooks
 
 test-unit: deps venv

@@ -48,7 +48,8 @@ def _ratio(a: float, b: float) -> str:
 # The headline of each suite: (suite, what, how it is read from the suite's results).
 RATIOS = [
     ("fleet", "warm `local up` vs serial up, host after host",
-     lambda r: f"{r['ratio_serial_over_warm']}x ({r['warm_up']['median_s']} s vs {r['baseline_serial_up']['median_s']} s)"),
+     lambda r: f"{r['ratio_serial_over_warm']}x ({r['warm_up']['median_s']} s vs "
+               f"{r['baseline_serial_up']['median_s']} s)"),
     ("converge", "no-op converge of the roles, roadie vs stock Ansible",
      lambda r: f"{r['speedup_vs_stock']}x ({r['roadie_noop_seconds']['best']} s vs "
                f"{next(x['seconds'] for x in r['runs'] if x['profile'] == 'stock')} s)"),

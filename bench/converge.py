@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     else:
         print("| profile | strategy | seconds | changed |\n|---|---|---|---|")
         for r in ([doc["cold"]] if "cold" in doc else []) + doc["runs"]:
-            print(f"| {r['profile']} | {r['strategy']} | {r['seconds']}{'+' if r['timed_out'] else ''} | {r['changed']} |")
+            bound = "+" if r["timed_out"] else ""
+            print(f"| {r['profile']} | {r['strategy']} | {r['seconds']}{bound} | {r['changed']} |")
         for label, part in (("roles", doc), ("synthetic 31-task play", doc.get("synthetic", {}))):
             if "speedup_vs_stock" in part:
                 print(f"\n{label}: no-op speedup vs stock {part['speedup_vs_stock']}x"

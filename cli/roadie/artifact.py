@@ -268,10 +268,7 @@ def verify(path: Path, service: str | None = None, version: str | None = None) -
                     except ValueError:
                         raise BadInput(f"{name}: manifest.json is not valid JSON.") from None
                     continue
-                h = hashlib.sha256()
-                for block in iter(lambda: data.read(1 << 20), b""):
-                    h.update(block)
-                seen[rel] = h.hexdigest()
+                seen[rel] = hashlib.file_digest(data, "sha256").hexdigest()
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BadInput(f"{name} is damaged: {exc}.") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):

@@ -158,7 +158,8 @@ class Fleet:
             conf.mkdir(parents=True, exist_ok=True)
             cache = paths.cache_dir() / "apt-cacher-ng"
             cache.mkdir(parents=True, exist_ok=True)
-            (conf / "acng.conf").write_text(helpers.aptcache_conf(cache, logs, addr, helpers.port_of(self.plan.apt_proxy)))
+            port = helpers.port_of(self.plan.apt_proxy)
+            (conf / "acng.conf").write_text(helpers.aptcache_conf(cache, logs, addr, port))
             (conf / "backends_debian").write_text(image.machine_mirror() + "/\n")
             pid = procs.start_detached(helpers.aptcache_argv(conf), logs / "apt-cacher-ng.log")
             self.record["helpers"]["apt-cacher-ng"] = {"pid": pid, "marker": str(conf)}
@@ -216,7 +217,8 @@ class Fleet:
         self.record["hosts"][h.name] = {"address": h.address, "netns": h.netns, "veth": h.veth, "pid": None}
         self._save()
         self._run(ip.host_net_up(h.netns, h.veth, self.plan.bridge, h.cidr, self.plan.gateway))
-        pid = procs.start_detached(nspawn.in_own_cgroup(h.netns, nspawn.boot_argv(h.name, base, self.upper(h.name), h.netns)),
+        argv = nspawn.boot_argv(h.name, base, self.upper(h.name), h.netns)
+        pid = procs.start_detached(nspawn.in_own_cgroup(h.netns, argv),
                                    self.state / "logs" / f"{h.name}.console.log", env=nspawn.boot_env())
         self.record["hosts"][h.name]["pid"] = pid
         self._save()
@@ -250,7 +252,8 @@ class Fleet:
             "etc/hostname": f"{h.name}\n",
             "etc/hosts": _hosts_file(self.plan, h),
             "etc/apt/apt.conf.d/01roadie-proxy": f'Acquire::http::Proxy "{self.plan.apt_proxy}";\n',
-            "etc/roadie/aws.env": f"AWS_ENDPOINT_URL={self.plan.aws_endpoint}\nAWS_DEFAULT_REGION={self.plan.aws_region}\n",
+            "etc/roadie/aws.env": (f"AWS_ENDPOINT_URL={self.plan.aws_endpoint}\n"
+                                   f"AWS_DEFAULT_REGION={self.plan.aws_region}\n"),
             "root/.ssh/authorized_keys": (self.key.with_suffix(".pub")).read_text(),
             "etc/ssh/ssh_host_ed25519_key": (keydir / "ssh_host_ed25519_key").read_text(),
             "etc/ssh/ssh_host_ed25519_key.pub": (keydir / "ssh_host_ed25519_key.pub").read_text(),
@@ -283,7 +286,7 @@ class Fleet:
     def wait_ready(self, hosts) -> list[dict]:
         with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
             states = list(pool.map(lambda h: self.probe(h, BOOT_TIMEOUT), hosts))
-        return [{"name": h.name, "state": s} for h, s in zip(hosts, states)]
+        return [{"name": h.name, "state": s} for h, s in zip(hosts, states, strict=True)]
 
     def status(self, probe: bool = True, ready: list[dict] | None = None) -> list[dict]:
         known = {r["name"]: r["state"] for r in (ready or [])}
@@ -300,11 +303,11 @@ class Fleet:
                 state = "dead"
             else:
                 state = "stopped"
-            rows.append({"name": h.name, "address": h.address, "pid": (rec or {}).get("pid") if state != "stopped" else None,
-                         "state": state})
+            pid = (rec or {}).get("pid") if state != "stopped" else None
+            rows.append({"name": h.name, "address": h.address, "pid": pid, "state": state})
         if to_probe:
             with ThreadPoolExecutor(max_workers=len(to_probe)) as pool:
-                found = dict(zip((h.name for h in to_probe), pool.map(self.probe, to_probe)))
+                found = dict(zip((h.name for h in to_probe), pool.map(self.probe, to_probe), strict=True))
             for row in rows:
                 row["state"] = found.get(row["name"], row["state"])
         return rows
@@ -326,7 +329,7 @@ class Fleet:
         procs.stop([(p, m) for p, m in recorded + strays if p])
         for h in hosts:
             self._clear_host_net(h.netns, h.veth)
-        for name, rec in list(self.record["hosts"].items()):
+        for rec in list(self.record["hosts"].values()):
             self._clear_host_net(rec["netns"], rec["veth"])
         shutil.rmtree(self.state / "hosts", ignore_errors=True)
         self.record["hosts"] = {}

@@ -79,7 +79,8 @@ def build(inv: Inventory, only: list[str] | None = None) -> FleetPlan:
         try:
             addr = ipaddress.ip_address(str(h.vars["ansible_host"]))
         except ValueError:
-            raise BadInput(f"Host {h.name} has address '{h.vars['ansible_host']}', which is not an IP address.") from None
+            raise BadInput(f"Host {h.name} has address '{h.vars['ansible_host']}', "
+                           "which is not an IP address.") from None
         if addr not in network or addr in (network.network_address, network.broadcast_address):
             raise BadInput(f"Host {h.name} has address {addr}, outside the fleet's range {network}.")
         if str(addr) in seen:

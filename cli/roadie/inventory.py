@@ -113,7 +113,8 @@ def ansible_bin(name: str) -> str:
 def load(env: str) -> Inventory:
     path = inventory_path(env)
     proc = subprocess.run([ansible_bin("ansible-inventory"), "-i", str(path), "--list"],
-                          capture_output=True, text=True, env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"})
+                          capture_output=True, text=True,
+                          env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"})
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["ansible-inventory failed"])[-1]
         raise BadInput(f"Cannot read the {env} inventory: {last}")

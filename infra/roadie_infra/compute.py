@@ -87,7 +87,7 @@ class Compute(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(f"{n}-{tier}-ssm", role=role.name, policy_arn=SSM_CORE, opts=child)
         kinds = sorted(a.bucket_arns)
         policy = pulumi.Output.all(a.key_arn, *[a.bucket_arns[k] for k in kinds]).apply(
-            lambda v: json.dumps(tier_policy(tier, s.environment, dict(zip(kinds, v[1:])), v[0], a.region,
+            lambda v: json.dumps(tier_policy(tier, s.environment, dict(zip(kinds, v[1:], strict=True)), v[0], a.region,
                                              a.account_id)))
         aws.iam.RolePolicy(f"{n}-{tier}-access", role=role.id, policy=policy, opts=child)
         return aws.iam.InstanceProfile(f"{n}-{tier}-profile", role=role.name, tags=tags(s, tier, "iam"),

@@ -45,7 +45,7 @@ class Network(pulumi.ComponentResource):
                                        opts=child)
         aws.ec2.Route(f"{name}-public-default", route_table_id=public_rt.id, destination_cidr_block="0.0.0.0/0",
                       gateway_id=self.igw.id, opts=child)
-        for subnet, zone in zip(self.subnets["public"], args.zones):
+        for subnet, zone in zip(self.subnets["public"], args.zones, strict=True):
             aws.ec2.RouteTableAssociation(f"{name}-public-{zone[-1]}", subnet_id=subnet.id,
                                           route_table_id=public_rt.id, opts=child)
 

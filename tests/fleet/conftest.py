@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, run_roadie
+from tests.fleet.roles_fixtures import hosts, roles_fleet  # noqa: F401  (the role tests' fixtures)
 
 MINI_ENV = {"ROADIE_INVENTORIES": str(Path(__file__).parent / "inventories"), "ROADIE_ENV": "mini"}
 STATE = ROOT / ".roadie"

@@ -1,8 +1,8 @@
 """Shared set-up for the role tests: a converged local fleet running releases of both services.
 
-Imported by the tests/fleet/test_roles_*.py modules. The work is done once per
-test session (memoised here, since each importing module registers the fixture
-anew): `roadie local up`, `roadie converge`, then a release of catalog and of
+The fixtures are registered once, by the fleet conftest; the test_roles_*
+modules import only the helpers. The work is done once per test session:
+`roadie local up`, `roadie converge`, then a release of catalog and of
 streaming built with `roadie release build` and installed with `roadie release
 install` (unpacked into /srv/SERVICE/releases/VERSION, `current` linked, catalog
 migrated against the primary, units restarted and healthy), then the catalogue
@@ -32,10 +32,8 @@ LB = HOSTS["lb-1"]
 SEED_TRACKS = 300
 SEED_MEDIA = 5
 
-_memo: dict = {}
-
-
-def ssh(host: str, command: str, timeout: float = 120, check: bool = True, user: str = "root") -> subprocess.CompletedProcess:
+def ssh(host: str, command: str, timeout: float = 120, check: bool = True,
+        user: str = "root") -> subprocess.CompletedProcess:
     proc = subprocess.run(["ssh", "-F", str(SSH_CONFIG), "-o", "BatchMode=yes", f"{user}@{host}", command],
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -107,9 +105,7 @@ def _setup() -> dict:
 @pytest.fixture(scope="session")
 def roles_fleet():
     """The local fleet, converged, with both services released and healthy."""
-    if "fleet" not in _memo:
-        _memo["fleet"] = _setup()
-    return _memo["fleet"]
+    return _setup()
 
 
 @pytest.fixture(scope="session")
@@ -117,10 +113,7 @@ def hosts(roles_fleet):
     """testinfra hosts by inventory name, over SSH with the fleet's ssh_config."""
     import testinfra
 
-    if "hosts" not in _memo:
-        _memo["hosts"] = {name: testinfra.get_host(f"ssh://root@{name}", ssh_config=str(SSH_CONFIG))
-                          for name in HOSTS}
-    return _memo["hosts"]
+    return {name: testinfra.get_host(f"ssh://root@{name}", ssh_config=str(SSH_CONFIG)) for name in HOSTS}
 
 
 def listening(host, port: int) -> set[str]:

@@ -105,7 +105,9 @@ def test_host_to_host_tcp(mini_fleet):
     try:
         fetch = ("python3 -c \"import time,urllib.request\n"
                  "for _ in range(50):\n"
-                 "    try: print(urllib.request.urlopen('http://mini-1:9000/hostname', timeout=2).read().decode()); break\n"
+                 "    try:\n"
+                 "        print(urllib.request.urlopen('http://mini-1:9000/hostname', timeout=2).read().decode())\n"
+                 "        break\n"
                  "    except OSError: time.sleep(0.1)\"")
         assert ssh(mini_fleet, "mini-2", fetch).stdout.strip() == "mini-1"
     finally:

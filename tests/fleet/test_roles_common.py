@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tests.fleet.roles_fixtures import HOSTS, SSH_CONFIG, connect_from, hosts, roles_fleet  # noqa: F401
+from tests.fleet.roles_fixtures import HOSTS, SSH_CONFIG, connect_from
 
 pytestmark = pytest.mark.fleet
 

@@ -3,7 +3,7 @@
 import pytest
 
 from roadie import converge_secrets
-from tests.fleet.roles_fixtures import HOSTS, STATE, converge, roles_fleet  # noqa: F401
+from tests.fleet.roles_fixtures import HOSTS, STATE, converge
 
 pytestmark = pytest.mark.fleet
 

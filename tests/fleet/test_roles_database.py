@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.fleet.roles_fixtures import HOSTS, hosts, listening, roles_fleet, ssh  # noqa: F401
+from tests.fleet.roles_fixtures import HOSTS, listening, ssh
 
 pytestmark = pytest.mark.fleet
 
@@ -53,7 +53,8 @@ def test_replica_streams_from_the_primary():
 
 
 def test_row_written_on_primary_appears_on_replica_within_a_second():
-    psql("db-1", "CREATE TABLE IF NOT EXISTS roadie_replication_probe (token text PRIMARY KEY, at timestamptz DEFAULT now())")
+    psql("db-1", "CREATE TABLE IF NOT EXISTS roadie_replication_probe"
+                 " (token text PRIMARY KEY, at timestamptz DEFAULT now())")
     token = uuid.uuid4().hex
     psql("db-1", f"INSERT INTO roadie_replication_probe (token) VALUES ('{token}')")
     written = time.monotonic()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.fleet.roles_fixtures import LB, hosts, http, listening, roles_fleet, wait_for  # noqa: F401
+from tests.fleet.roles_fixtures import LB, http, listening, wait_for
 
 pytestmark = pytest.mark.fleet
 

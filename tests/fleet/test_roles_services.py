@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.fleet.roles_fixtures import HOSTS, TIERS, hosts, http, listening, roles_fleet  # noqa: F401
+from tests.fleet.roles_fixtures import HOSTS, TIERS, http, listening
 
 pytestmark = pytest.mark.fleet
 

@@ -3,7 +3,6 @@ directory has its own conftest, so `import conftest` would be ambiguous)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from dataclasses import dataclass

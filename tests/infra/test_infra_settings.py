@@ -64,13 +64,16 @@ BAD = [
     ("catalog.desiredCapacity", 9, "Bad stack config roadie:catalog.desiredCapacity: must lie between minSize 1"),
     ("catalog.port", 8000, "Bad stack config roadie:catalog.port: streaming and catalog need different ports"),
     ("catalog.instanceTyp", "t3.small", "Stack config has an unknown key roadie:catalog.instanceTyp."),
-    ("database.replicaAz", 0, "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
+    ("database.replicaAz", 0,
+     "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
     ("database.primaryAz", 2, "Bad stack config roadie:database.primaryAz: AZ index 2 is outside the stack's 2 AZs"),
-    ("database.volumeSizeGb", 5, "Bad stack config roadie:database.volumeSizeGb: Input should be greater than or equal to 20"),
+    ("database.volumeSizeGb", 5,
+     "Bad stack config roadie:database.volumeSizeGb: Input should be greater than or equal to 20"),
 ]
 
 
-@pytest.mark.parametrize("key, value, message", BAD, ids=[f"{k}={v if v is not DELETE else 'missing'}" for k, v, _ in BAD])
+@pytest.mark.parametrize("key, value, message", BAD,
+                         ids=[f"{k}={v if v is not DELETE else 'missing'}" for k, v, _ in BAD])
 def test_bad_config_is_one_line_naming_the_key(key, value, message):
     with pytest.raises(settings.ConfigError) as exc:
         settings.parse(_set(_raw(), key, value))

@@ -245,7 +245,8 @@ def test_databases_in_different_zones_with_their_volumes(built, settings_of):
                                        ("logs", "AES256")])
 def test_buckets_are_guarded(built, kind, sse):
     bucket = next(b for b in built.of("Bucket") if b["id"].endswith(f"-{kind}"))
-    guards = {r["type"].rsplit(":", 1)[1]: r["inputs"] for r in built.custom if r["inputs"].get("bucket") == bucket["id"]}
+    guards = {r["type"].rsplit(":", 1)[1]: r["inputs"] for r in built.custom
+              if r["inputs"].get("bucket") == bucket["id"]}
     assert guards["BucketVersioning"]["versioningConfiguration"]["status"] == "Enabled"
     (rule,) = guards["BucketServerSideEncryptionConfiguration"]["rules"]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == sse
@@ -272,7 +273,8 @@ def test_lifecycle_rules(built, settings_of):
 ])
 def test_instance_roles_are_least_privilege(built, tier, readable, writable):
     env = {"dev": "dev", "staging": "staging", "prod": "production"}[built.stack]
-    doc = json.loads(next(p for p in built.of("RolePolicy") if p["name"] == f"compute-{tier}-access")["inputs"]["policy"])
+    policy = next(p for p in built.of("RolePolicy") if p["name"] == f"compute-{tier}-access")
+    doc = json.loads(policy["inputs"]["policy"])
     objects = {}
     for st in doc["Statement"]:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]

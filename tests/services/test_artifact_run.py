@@ -1,7 +1,6 @@
 """A built catalog release runs with nothing but the system python3, as on a Debian 12 host."""
 
 import json
-import os
 import signal
 import subprocess
 import tarfile
@@ -26,7 +25,8 @@ def release_dir(tmp_path_factory):
 
 def host_env(**extra):
     """A host's environment: no venv, no PYTHONPATH, only python3 on PATH."""
-    return {"PATH": "/usr/bin:/bin", "PYTHON": SYSTEM_PYTHON, "LANG": "C.UTF-8", **{k: str(v) for k, v in extra.items()}}
+    return {"PATH": "/usr/bin:/bin", "PYTHON": SYSTEM_PYTHON, "LANG": "C.UTF-8",
+            **{k: str(v) for k, v in extra.items()}}
 
 
 def test_system_python_has_none_of_the_dependencies():
@@ -36,8 +36,10 @@ def test_system_python_has_none_of_the_dependencies():
 
 def test_migrate_seed_and_serve_from_the_release(release_dir, pg, tmp_path):
     url = pg.create_database("catalog_release")
-    run = lambda *cmd: subprocess.run(cmd, env=host_env(CATALOG_DATABASE_URL=url), capture_output=True,
-                                      text=True, timeout=120)
+
+    def run(*cmd):
+        return subprocess.run(cmd, env=host_env(CATALOG_DATABASE_URL=url), capture_output=True, text=True, timeout=120)
+
     first = run(str(release_dir / "bin" / "migrate"))
     assert first.returncode == 0, first.stderr
     assert "applied 0002_search_indexes" in first.stdout

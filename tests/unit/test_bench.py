@@ -19,7 +19,7 @@ def test_synthetic_play_has_31_distinct_tasks_confined_to_the_scratch_dir():
     assert len({t["name"] for t in tasks}) == 31
     modules = [next(k for k in t if k.startswith("ansible.builtin.")) for t in tasks]
     assert set(modules) == {f"ansible.builtin.{m}" for m in ("file", "copy", "lineinfile", "command", "stat")}
-    for task, module in zip(tasks, modules):
+    for task, module in zip(tasks, modules, strict=True):
         args = task[module]
         target = args.get("path") or args.get("dest") or args["argv"][-1]
         assert target.startswith(SCRATCH)

@@ -129,7 +129,6 @@ def test_losing_a_publish_race_is_refused(cli, builds, moto):
 
 
 def test_list_shows_versions_in_semver_order_with_size_sha_and_time(cli, builds):
-    built = builds[1]
     for v in ("1.10.0", "1.2.0-rc.1", "1.0.0"):
         if v != "1.0.0":
             artifact.build("catalog", v, dist=cli.dist)

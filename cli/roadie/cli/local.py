@@ -18,7 +18,8 @@ def _fleet(ctx, log=None, only=None):
     preflight()
     plan = fleetplan.build(inventory.load(ctx.obj.env), only)
     quiet = ctx.obj.json or log is False
-    return Fleet(plan, paths.state_dir(ctx.obj.env), log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+    return Fleet(plan, paths.state_dir(ctx.obj.env), log=log)
 
 
 def _hosts_option(value: str | None) -> list[str] | None:

@@ -43,6 +43,7 @@ def in_own_cgroup(name: str, argv: list[str]) -> list[str]:
     tree and race over the same unit cgroups (219/CGROUP when two hosts start a unit).
     """
     script = ('n="$1"; shift; for h in unified systemd; do r=/sys/fs/cgroup/$h; '
-              'if [ -f "$r/cgroup.procs" ]; then mkdir -p "$r/roadie/$n" && echo $$ > "$r/roadie/$n/cgroup.procs"; fi; done; '
+              'if [ -f "$r/cgroup.procs" ]; then '
+              'mkdir -p "$r/roadie/$n" && echo $$ > "$r/roadie/$n/cgroup.procs"; fi; done; '
               'exec "$@"')
     return ["sh", "-c", script, "roadie-nspawn", name, *argv]
