@@ -1,7 +1,12 @@
-"""The streaming service against a moto S3: range requests, the bounded cache, health, seed-media."""
+"""The streaming service against a moto S3: range requests, the bounded cache, health, seed-media, SIGTERM."""
 
+import hashlib
+import http.client
 import io
 import os
+import signal
+import socket
+import time
 import wave
 
 import pytest
@@ -193,3 +198,38 @@ def test_range_request_through_gunicorn(moto_endpoint, bucket, tmp_path, audio):
         assert servicekit.get(base + "/stream/1", {"Range": f"bytes={len(audio)}-"})[0] == 416
     finally:
         assert servicekit.stop(proc) == 0
+
+
+def test_sigterm_lets_a_stream_in_flight_finish(moto_endpoint, bucket, tmp_path):
+    """gunicorn gets SIGTERM while a slow client is mid-way through a 5 MB track:
+    the stream completes, byte for byte, and only then does gunicorn exit."""
+    long_track = 9000
+    audio = seed_media.wav(long_track, seconds=120)
+    servicekit.s3(moto_endpoint).put_object(Bucket=bucket, Key=streaming_app.media_key(long_track), Body=audio)
+    port = servicekit.free_port()
+    env = servicekit.service_env("streaming", STREAMING_BIND=f"127.0.0.1:{port}", STREAMING_MEDIA_BUCKET=bucket,
+                                 STREAMING_CACHE_DIR=tmp_path / "cache", STREAMING_WORKERS=1, STREAMING_THREADS=2,
+                                 STREAMING_GRACEFUL_TIMEOUT=20, AWS_ENDPOINT_URL=moto_endpoint)
+    proc = servicekit.gunicorn("streaming", port, env, tmp_path / "gunicorn.log")
+    try:
+        assert servicekit.get(f"http://127.0.0.1:{port}/stream/{long_track}", timeout=30)[0] == 200  # warm cache
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)  # keep the server's writes waiting on us
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", port))
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        conn.sock = sock
+        conn.request("GET", f"/stream/{long_track}")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        body = hashlib.sha256(resp.read(256 << 10))
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert proc.poll() is None, "gunicorn exited with a stream in flight"
+        while chunk := resp.read(256 << 10):
+            body.update(chunk)
+            time.sleep(0.01)
+        assert body.hexdigest() == hashlib.sha256(audio).hexdigest()
+        assert proc.wait(20) == 0
+    finally:
+        servicekit.stop(proc)
