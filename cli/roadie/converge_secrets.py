@@ -1,15 +1,19 @@
 """Secrets for converging an environment, kept out of the repository.
 
-Locally (and in any environment without secrets of its own), roadie generates
-them on first use under the environment's state directory (git-ignored):
+Each inventory says where its secrets come from, in group_vars/all.yml:
 
-    .roadie/ENV/vault-password   random, mode 0600
-    .roadie/ENV/vault.yml        ansible-vault encrypted: vault_catalog_db_password,
-                                 vault_replication_password (random)
+    roadie_secrets: generated   (local) roadie generates them on first use under
+                                the environment's state directory (git-ignored):
+                                .roadie/ENV/vault-password (random, 0600) and
+                                .roadie/ENV/vault.yml (ansible-vault encrypted)
+    roadie_secrets: vault       (staging) the environment's own vault-encrypted
+                                group_vars; ROADIE_VAULT_PASSWORD_FILE names the
+                                password file, and without it converge refuses
+    roadie_secrets: ssm         (production) group_vars look the values up in SSM
+                                Parameter Store; roadie passes nothing
 
-Staging keeps a committed, vault-encrypted group_vars file and passes its vault
-password file in ROADIE_VAULT_PASSWORD_FILE; AWS environments read SSM Parameter
-Store from their group_vars instead.
+Generating secrets for an environment that already has its own would rotate
+its database passwords by accident, so only `generated` ever generates.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+
+from roadie.errors import BadInput
 
 # Variable names the roles read (through database_password, catalog_database_password, ...).
 GENERATED = ("vault_catalog_db_password", "vault_replication_password")
@@ -53,12 +59,31 @@ def ensure_local(state_dir: Path) -> VaultFiles:
     return VaultFiles(password_file, (vars_file,))
 
 
-def for_env(state_dir: Path) -> VaultFiles:
-    """ROADIE_VAULT_PASSWORD_FILE when set (the environment's own vault files are in its
-    inventory); otherwise generated local secrets."""
+SOURCES = ("generated", "vault", "ssm")
+
+
+def source(inventory_dir: Path) -> str:
+    """roadie_secrets from the inventory's group_vars/all.yml (default: generated)."""
+    import yaml
+
+    all_vars = inventory_dir / "group_vars" / "all.yml"
+    doc = yaml.safe_load(all_vars.read_text()) if all_vars.is_file() else None
+    value = (doc or {}).get("roadie_secrets", "generated")
+    if value not in SOURCES:
+        raise BadInput(f"{all_vars}: roadie_secrets is '{value}'; expected one of {', '.join(SOURCES)}.")
+    return value
+
+
+def for_env(state_dir: Path, secrets_source: str = "generated") -> VaultFiles:
+    """The vault password and vars files to pass to ansible-playbook for this source."""
     given = os.environ.get("ROADIE_VAULT_PASSWORD_FILE")
-    if given:
-        return VaultFiles(Path(given), ())
+    if given and not Path(given).is_file():
+        raise BadInput(f"ROADIE_VAULT_PASSWORD_FILE names {given}, which is not a file.")
+    if secrets_source == "vault" and not given:
+        raise BadInput(f"The {state_dir.name} environment keeps its secrets in ansible-vault files: "
+                       "set ROADIE_VAULT_PASSWORD_FILE to the vault password file.")
+    if given or secrets_source != "generated":
+        return VaultFiles(Path(given) if given else None, ())
     return ensure_local(state_dir)
 
 

@@ -129,3 +129,55 @@ def test_roadie_loader_reads_aws_host_addresses(fleet):
     expected = fleet["production"]
     loaded = inventory.load("production")
     assert {h.name: h.address for h in loaded.hosts.values()} == {n: e["address"] for n, e in expected.items()}
+
+
+# -- production secrets come from SSM Parameter Store ---------------------------
+
+SECRETS_PLAY = """
+- name: Read production's converge secrets as the roles would
+  hosts: localhost
+  gather_facts: false
+  vars_files: ["{all_vars}"]
+  tasks:
+    - name: Write them where the test can compare
+      vars:
+        ansible_connection: local
+        ansible_python_interpreter: "{python}"
+      no_log: true
+      ansible.builtin.copy:
+        dest: "{out}"
+        mode: "0600"
+        content: "{{{{ vault_catalog_db_password }}}}\\n{{{{ vault_replication_password }}}}\\n"
+"""
+
+
+def _read_production_secrets(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    book = tmp_path / "secrets.yml"
+    book.write_text(SECRETS_PLAY.format(all_vars=ROOT / "inventories" / "production" / "group_vars" / "all.yml",
+                                        python=sys.executable, out=tmp_path / "out"))
+    return subprocess.run([inventory.ansible_bin("ansible-playbook"), "-i", "localhost,", *args, str(book)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_production_secrets_are_read_from_ssm_and_never_printed(aws_env, tmp_path):
+    import boto3
+
+    ssm = boto3.client("ssm", endpoint_url=aws_env, region_name="us-east-1")
+    values = {"catalog-db-password": "c4t-" + os.urandom(6).hex(), "replication-password": "r3p-" + os.urandom(6).hex()}
+    for name, value in values.items():
+        ssm.put_parameter(Name=f"/roadie/production/database/{name}", Value=value, Type="SecureString", Overwrite=True)
+    proc = _read_production_secrets(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (tmp_path / "out").read_text().split() == [values["catalog-db-password"], values["replication-password"]]
+    for value in values.values():
+        assert value not in proc.stdout + proc.stderr
+
+
+def test_a_missing_production_secret_stops_the_run(aws_env, tmp_path):
+    """No parameters under the prefix: the lookup fails the run and nothing is written."""
+    proc = _read_production_secrets(tmp_path, "-e", "roadie_ssm_prefix=/roadie/nowhere")
+    assert proc.returncode != 0
+    assert "/roadie/nowhere/catalog-db-password" in proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()

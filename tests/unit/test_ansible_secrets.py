@@ -1,8 +1,12 @@
-"""Generated converge secrets: private, vault-encrypted, stable once made."""
+"""Converge secrets: generated ones private, vault-encrypted and stable once made;
+environments with their own secrets never get any generated."""
 
 import stat
 
-from roadie import converge_secrets
+import pytest
+
+from roadie import converge_secrets, paths
+from roadie.errors import BadInput
 
 
 def test_generated_once_private_and_encrypted(tmp_path, monkeypatch):
@@ -22,8 +26,51 @@ def test_generated_once_private_and_encrypted(tmp_path, monkeypatch):
     assert (again.password_file.read_bytes(), again.vars_files[0].read_bytes()) == before
 
 
-def test_given_password_file_is_used_as_is(tmp_path, monkeypatch):
+@pytest.mark.parametrize("source", ["generated", "vault", "ssm"])
+def test_given_password_file_is_used_as_is(tmp_path, monkeypatch, source):
+    (tmp_path / "pw").write_text("secret\n")
     monkeypatch.setenv("ROADIE_VAULT_PASSWORD_FILE", str(tmp_path / "pw"))
-    files = converge_secrets.for_env(tmp_path / "staging")
+    files = converge_secrets.for_env(tmp_path / "staging", source)
     assert files.password_file == tmp_path / "pw" and files.vars_files == ()
     assert not (tmp_path / "staging").exists()
+
+
+@pytest.mark.parametrize("source, given, message", [
+    ("vault", None, "keeps its secrets in ansible-vault files: set ROADIE_VAULT_PASSWORD_FILE"),
+    ("generated", "missing", "which is not a file"),
+    ("ssm", "missing", "which is not a file"),
+])
+def test_refusals_generate_nothing(tmp_path, monkeypatch, source, given, message):
+    monkeypatch.delenv("ROADIE_VAULT_PASSWORD_FILE", raising=False)
+    if given:
+        monkeypatch.setenv("ROADIE_VAULT_PASSWORD_FILE", str(tmp_path / given))
+    with pytest.raises(BadInput, match=message):
+        converge_secrets.for_env(tmp_path / "staging", source)
+    assert not (tmp_path / "staging").exists()
+
+
+def test_ssm_environments_get_nothing_generated(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROADIE_VAULT_PASSWORD_FILE", raising=False)
+    assert converge_secrets.for_env(tmp_path / "production", "ssm") == converge_secrets.VaultFiles(None, ())
+    assert not (tmp_path / "production").exists()
+
+
+@pytest.mark.parametrize("env, expected", [("local", "generated"), ("staging", "vault"), ("production", "ssm")])
+def test_each_inventory_names_its_secrets_source(env, expected):
+    assert converge_secrets.source(paths.INVENTORIES / env) == expected
+
+
+@pytest.mark.parametrize("text, expected", [(None, "generated"), ("roadie_env: x\n", "generated"),
+                                            ("roadie_secrets: ssm\n", "ssm")])
+def test_source_defaults_to_generated(tmp_path, text, expected):
+    if text is not None:
+        (tmp_path / "group_vars").mkdir()
+        (tmp_path / "group_vars" / "all.yml").write_text(text)
+    assert converge_secrets.source(tmp_path) == expected
+
+
+def test_unknown_source_is_bad_input(tmp_path):
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text("roadie_secrets: keychain\n")
+    with pytest.raises(BadInput, match="roadie_secrets is 'keychain'; expected one of generated, vault, ssm"):
+        converge_secrets.source(tmp_path)

@@ -38,7 +38,7 @@ def prepare(env: str, *, playbook: str = "site.yml", limit=None, tags=None, chec
         inventory.load(env).select(limit)  # an unknown host or group is bad input
     chosen = "linear" if stock else cmd.choose_strategy(strategy, _mitogen_dir())
     state = paths.state_dir(env)
-    vault = converge_secrets.for_env(state)
+    vault = converge_secrets.for_env(state, converge_secrets.source(inv))
     argv = cmd.playbook_argv(inventory.ansible_bin("ansible-playbook"), inv, book, limit=limit, tags=tags,
                              check=check, diff=diff, vault_password_file=vault.password_file,
                              extra_vars_files=vault.vars_files)
