@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "services"), str(ROOT / "services" / "catalog"),
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "services" / "catalog"),
                 str(ROOT / "services" / "streaming"), str(ROOT / "cli")]
 
 import servicekit  # noqa: E402

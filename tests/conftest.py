@@ -29,3 +29,12 @@ def roadie():
 def pytest_collection_modifyitems(items):
     """Tests marked fleet_last (they tear a fleet down) run after all others."""
     items.sort(key=lambda item: item.get_closest_marker("fleet_last") is not None)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """One moto server on loopback per test process (xdist worker), stopped at the end."""
+    from tests import servicekit
+
+    with servicekit.moto_server() as endpoint:
+        yield endpoint

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import subprocess
 
 import pytest
@@ -22,37 +21,19 @@ HOSTS = [("streaming", "streaming", None), ("streaming", "streaming", None), ("c
          ("catalog", "catalog", None), ("db-primary", "database", "primary"), ("db-replica", "database", "replica")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port())
-    server.start()
-    host, port = server._server.server_address[:2]
-    assert host == "127.0.0.1"
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def aws_env(moto_url):
+def aws_env(moto_endpoint):
     """Every AWS client in this module and its children talks to moto, with fake keys."""
     with pytest.MonkeyPatch.context() as mp:
         for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             mp.delenv(var, raising=False)
-        mp.setenv("AWS_URL", moto_url)  # the aws_ec2 plugin's endpoint_url
-        mp.setenv("AWS_ENDPOINT_URL", moto_url)  # botocore's own override, belt and braces
+        mp.setenv("AWS_URL", moto_endpoint)  # the aws_ec2 plugin's endpoint_url
+        mp.setenv("AWS_ENDPOINT_URL", moto_endpoint)  # botocore's own override, belt and braces
         mp.setenv("AWS_ACCESS_KEY_ID", "testing")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
         mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        yield moto_url
+        yield moto_endpoint
 
 
 def _launch(ec2, image: str, env: str, name: str, role: str, db_role: str | None) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-import servicekit
+from tests import servicekit
 
 for service in ("catalog", "streaming"):
     path = str(servicekit.SERVICES / service)
@@ -17,12 +17,6 @@ for service in ("catalog", "streaming"):
 def pg():
     with servicekit.postgres() as cluster:
         yield cluster
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    with servicekit.moto_server() as endpoint:
-        yield endpoint
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-import servicekit
+from tests import servicekit
 from roadie import artifact
 
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from werkzeug.test import Client
 
-import servicekit
+from tests import servicekit
 from catalog import app as catalog_app
 from catalog import migrate, seed, store
 

@@ -12,7 +12,7 @@ import wave
 import pytest
 from werkzeug.test import Client
 
-import servicekit
+from tests import servicekit
 from streaming import app as streaming_app
 from streaming import seed_media
 from streaming.cache import MediaCache, NotFound

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import shutil
-import socket
 import tarfile
 import urllib.request
 
@@ -18,21 +17,6 @@ BUCKET = "roadie-local-artifacts"  # inventories/local: roadie_buckets.artifacts
 
 
 @pytest.fixture(scope="module")
-def moto():
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     """Two catalog releases built once for the module: 1.0.0 and, from other bytes, 1.0.0 again."""
     dist = tmp_path_factory.mktemp("dist")
@@ -43,13 +27,13 @@ def builds(tmp_path_factory):
 
 
 @pytest.fixture
-def cli(moto, builds, monkeypatch, tmp_path):
+def cli(moto_endpoint, builds, monkeypatch, tmp_path):
     """Run roadie in-process with dist/ and the AWS endpoint pointed at the test's own."""
     dist = tmp_path / "dist"
     shutil.copytree(builds[0], dist)
     monkeypatch.setattr(paths, "DIST", dist)
-    monkeypatch.setenv("ROADIE_AWS_ENDPOINT_URL", moto)
-    s3 = s3_client(moto)
+    monkeypatch.setenv("ROADIE_AWS_ENDPOINT_URL", moto_endpoint)
+    s3 = s3_client(moto_endpoint)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET) if bucket_exists(s3) else []:
         for obj in page.get("Contents", []):
             s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
@@ -106,9 +90,9 @@ def test_published_version_with_different_content_is_refused(cli, builds):
     assert after["ETag"] == before["ETag"]
 
 
-def test_losing_a_publish_race_is_refused(cli, builds, moto):
+def test_losing_a_publish_race_is_refused(cli, builds, moto_endpoint):
     """Someone else's bytes land between our check and our write: If-None-Match stops the overwrite."""
-    s3 = s3_client(moto)
+    s3 = s3_client(moto_endpoint)
     key = pub.keys("catalog", "1.0.0")["tarball"]
     real_head = pub._head
     calls = []
@@ -195,7 +179,7 @@ def test_missing_bucket_is_an_operation_failure(cli, monkeypatch):
     assert res.exit_code == 1 and "does not exist" in res.output
 
 
-def test_published_artifact_downloads_and_checks_like_a_host_would(cli, builds, moto):
+def test_published_artifact_downloads_and_checks_like_a_host_would(cli, builds, moto_endpoint):
     """What a deploy does: fetch tarball and .sha256 over HTTP, compare, verify the manifest."""
     assert cli("release", "publish", "catalog", "1.0.0").exit_code == 0
     s3 = cli.s3

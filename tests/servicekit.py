@@ -1,6 +1,6 @@
 """Throwaway PostgreSQL clusters, moto servers and service processes on loopback.
 
-Shared by the service tests and bench/services.py. Everything started here is
+Shared by the service, release and infra tests and by bench/services.py. Everything started here is
 stopped by its own PID; nothing listens beyond 127.0.0.1.
 """
 
@@ -19,7 +19,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ROOT / "services"
 PG_BIN = Path(os.environ.get("ROADIE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
