@@ -12,6 +12,7 @@ import click
 from roadie import inventory, paths
 from roadie.commands import ansible as cmd
 from roadie.errors import BadInput, OperationFailed
+from roadie.cli import options
 
 
 def _mitogen_dir() -> str | None:
@@ -118,6 +119,7 @@ def _print_recap(recap: cmd.Recap, seconds: float, strategy: str) -> None:
 @click.option("--strategy", type=click.Choice(cmd.STRATEGIES), default="auto", envvar="ROADIE_ANSIBLE_STRATEGY",
               show_default=True, help="auto: mitogen when installed, else Ansible's linear strategy.")
 @click.option("--playbook", default="site.yml", show_default=True, help="A playbook in playbooks/ (one per tier).")
+@options.common
 @click.pass_context
 def converge(ctx, limit, tags, check, diff, strategy, playbook):
     """Configure hosts with the Ansible roles (playbooks/site.yml) and print a per-host recap."""

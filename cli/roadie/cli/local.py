@@ -10,6 +10,7 @@ import click
 
 from roadie import fleetplan, inventory, paths
 from roadie.errors import BadInput
+from roadie.cli import options
 
 
 def _fleet(ctx, log=None, only=None):
@@ -57,6 +58,7 @@ def local():
 
 @local.command()
 @click.option("--hosts", help="Comma-separated hosts to bring up (default: every inventory host).")
+@options.common
 @click.pass_context
 def up(ctx, hosts):
     """Boot the fleet (idempotent: running hosts are left alone, dead ones rebuilt)."""
@@ -68,6 +70,7 @@ def up(ctx, hosts):
 
 
 @local.command()
+@options.common
 @click.pass_context
 def down(ctx):
     """Stop every process the fleet started and remove its namespaces, bridge and overlays."""
@@ -81,6 +84,7 @@ def down(ctx):
 
 
 @local.command()
+@options.common
 @click.pass_context
 def status(ctx):
     """Hosts, addresses, PIDs and state (dead = left over from a fleet whose process is gone)."""
@@ -102,6 +106,7 @@ def image(ctx):
 @local.command(context_settings={"ignore_unknown_options": True})
 @click.argument("host")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@options.common
 @click.pass_context
 def ssh(ctx, host, command):
     """Open a shell (or run COMMAND) on a fleet host, with roadie's key and pinned host keys."""

@@ -8,6 +8,7 @@ import click
 
 from roadie import artifact, paths, versions
 from roadie.errors import BadInput, OperationFailed
+from roadie.cli import options
 
 
 def _emit(ctx, doc: dict, text: str) -> None:
@@ -56,6 +57,7 @@ def release():
 @release.command()
 @click.argument("service")
 @click.option("--version", "version", help="Semantic version (default: services/SERVICE/VERSION).")
+@options.common
 @click.pass_context
 def build(ctx, service, version):
     """Build dist/SERVICE-VERSION.tar.gz: app, wheelhouse, installed lib/, bin/ and manifest."""
@@ -72,6 +74,7 @@ def build(ctx, service, version):
 @release.command()
 @click.argument("service")
 @click.argument("version")
+@options.common
 @click.pass_context
 def verify(ctx, service, version):
     """Check a built artifact against its manifest (every file's sha256)."""
@@ -85,6 +88,7 @@ def verify(ctx, service, version):
 @release.command()
 @click.argument("service")
 @click.argument("version")
+@options.common
 @click.pass_context
 def publish(ctx, service, version):
     """Upload a built artifact and its manifest; a published version never changes."""
@@ -101,6 +105,7 @@ def publish(ctx, service, version):
 
 @release.command("list")
 @click.argument("service")
+@options.common
 @click.pass_context
 def list_(ctx, service):
     """Published versions with size, sha256 and publish time."""
@@ -129,6 +134,7 @@ def list_(ctx, service):
 @click.argument("service")
 @click.argument("version")
 @click.option("--hosts", help="Comma-separated hosts of the service's group (default: all of them).")
+@options.common
 @click.pass_context
 def install(ctx, service, version, hosts):
     """Install a release on the service's hosts at once (bootstrap; `deploy` rolls)."""

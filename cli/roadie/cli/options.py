@@ -1,0 +1,25 @@
+"""`--env` and `--output` after the subcommand as well as before it.
+
+SREs type `roadie converge --env staging` and `roadie local status --output json`;
+both set the same Context the root options fill, the later one winning.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+def _setter(attr: str):
+    def callback(ctx: click.Context, _param, value):
+        if value is not None:
+            setattr(ctx.obj, attr, value)
+        return value
+    return callback
+
+
+def common(f):
+    """Add --env and --output to a subcommand (they change ctx.obj, not its arguments)."""
+    f = click.option("--output", type=click.Choice(["text", "json"]), default=None, expose_value=False,
+                     callback=_setter("output"), help="Same as roadie --output.")(f)
+    return click.option("--env", default=None, expose_value=False, callback=_setter("env"),
+                        help="Same as roadie --env: the inventory under inventories/.")(f)
