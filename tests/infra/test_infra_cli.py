@@ -102,8 +102,12 @@ def test_command_lines(recorder, monkeypatch, verb, expected):
     assert f"fake pulumi {verb}" in res.output
 
 
-def test_preview_json_for_ci(recorder, monkeypatch):
-    res = invoke("--output", "json", "infra", "preview", "--stack", "staging", monkeypatch=monkeypatch)
+@pytest.mark.parametrize("args", [
+    ["--output", "json", "infra", "preview", "--stack", "staging"],
+    ["infra", "preview", "--stack", "staging", "--output", "json"],
+])
+def test_preview_json_for_ci(recorder, monkeypatch, args):
+    res = invoke(*args, monkeypatch=monkeypatch)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc == {"stack": "staging", "operation": "preview", "ok": True, "changes": {"create": 3, "same": 90},

@@ -11,6 +11,7 @@ import sys
 import click
 
 from roadie import pulumi_stack
+from roadie.cli import options
 from roadie.errors import BadInput
 
 
@@ -49,6 +50,7 @@ def _verb(operation: str, doc: str):
     @click.option("--stack", "-s", required=True, envvar="ROADIE_STACK",
                   help="Stack name: one of infra/Pulumi.<stack>.yaml.")
     @click.option("--yes", "-y", is_flag=True, help="Do not ask; required for production up/destroy in CI.")
+    @options.output
     @click.pass_context
     def command(ctx, stack, yes):
         _run(ctx, operation, stack, yes)

@@ -17,9 +17,13 @@ def _setter(attr: str):
     return callback
 
 
+def output(f):
+    """Add --output to a subcommand (it changes ctx.obj, not the command's arguments)."""
+    return click.option("--output", type=click.Choice(["text", "json"]), default=None, expose_value=False,
+                        callback=_setter("output"), help="Same as roadie --output.")(f)
+
+
 def common(f):
-    """Add --env and --output to a subcommand (they change ctx.obj, not its arguments)."""
-    f = click.option("--output", type=click.Choice(["text", "json"]), default=None, expose_value=False,
-                     callback=_setter("output"), help="Same as roadie --output.")(f)
+    """Add --env and --output to a subcommand."""
     return click.option("--env", default=None, expose_value=False, callback=_setter("env"),
-                        help="Same as roadie --env: the inventory under inventories/.")(f)
+                        help="Same as roadie --env: the inventory under inventories/.")(output(f))
