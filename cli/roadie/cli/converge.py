@@ -10,9 +10,9 @@ import time
 import click
 
 from roadie import inventory, paths
+from roadie.cli import options
 from roadie.commands import ansible as cmd
 from roadie.errors import BadInput, OperationFailed
-from roadie.cli import options
 
 
 def _mitogen_dir() -> str | None:

@@ -9,8 +9,8 @@ import time
 import click
 
 from roadie import fleetplan, inventory, paths
-from roadie.errors import BadInput
 from roadie.cli import options
+from roadie.errors import BadInput
 
 
 def _fleet(ctx, log=None, only=None):

@@ -7,8 +7,8 @@ import json
 import click
 
 from roadie import artifact, paths, versions
-from roadie.errors import BadInput, OperationFailed
 from roadie.cli import options
+from roadie.errors import BadInput, OperationFailed
 
 
 def _emit(ctx, doc: dict, text: str) -> None:
@@ -57,7 +57,7 @@ def release():
 @release.command()
 @click.argument("service")
 @click.option("--version", "version", help="Semantic version (default: services/SERVICE/VERSION).")
-@options.common
+@options.output
 @click.pass_context
 def build(ctx, service, version):
     """Build dist/SERVICE-VERSION.tar.gz: app, wheelhouse, installed lib/, bin/ and manifest."""
@@ -74,7 +74,7 @@ def build(ctx, service, version):
 @release.command()
 @click.argument("service")
 @click.argument("version")
-@options.common
+@options.output
 @click.pass_context
 def verify(ctx, service, version):
     """Check a built artifact against its manifest (every file's sha256)."""
