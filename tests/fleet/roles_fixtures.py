@@ -32,6 +32,7 @@ LB = HOSTS["lb-1"]
 SEED_TRACKS = 300
 SEED_MEDIA = 5
 
+
 def ssh(host: str, command: str, timeout: float = 120, check: bool = True,
         user: str = "root") -> subprocess.CompletedProcess:
     proc = subprocess.run(["ssh", "-F", str(SSH_CONFIG), "-o", "BatchMode=yes", f"{user}@{host}", command],
