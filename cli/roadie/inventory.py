@@ -6,6 +6,7 @@ plugin alike, so roadie never second-guesses how Ansible sees the hosts.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -111,7 +112,12 @@ def ansible_bin(name: str) -> str:
 
 
 def load(env: str) -> Inventory:
-    path = inventory_path(env)
+    """The environment's inventory, read once per process (one `ansible-inventory` run per command)."""
+    return _load(env, inventory_path(env))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(env: str, path: Path) -> Inventory:
     proc = subprocess.run([ansible_bin("ansible-inventory"), "-i", str(path), "--list"],
                           capture_output=True, text=True,
                           env={**os.environ, "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"})

@@ -46,6 +46,7 @@ class Context:
     def __init__(self, env: str, output: str):
         self.env = env
         self.output = output
+        self.out = None  # the Output, made on first use (roadie.output.of)
 
     @property
     def json(self) -> bool:

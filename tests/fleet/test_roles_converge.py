@@ -2,7 +2,7 @@
 
 import pytest
 
-from roadie import converge_secrets
+from roadie.converge import secrets as converge_secrets
 from tests.fleet.roles_fixtures import HOSTS, STATE, converge
 
 pytestmark = pytest.mark.fleet

@@ -136,8 +136,8 @@ def _read_production_secrets(tmp_path, *args: str) -> subprocess.CompletedProces
     import sys
 
     book = tmp_path / "secrets.yml"
-    book.write_text(SECRETS_PLAY.format(all_vars=ROOT / "inventories" / "production" / "group_vars" / "all.yml",
-                                        python=sys.executable, out=tmp_path / "out"))
+    all_vars = ROOT / "inventories" / "production" / "group_vars" / "all" / "main.yml"
+    book.write_text(SECRETS_PLAY.format(all_vars=all_vars, python=sys.executable, out=tmp_path / "out"))
     return subprocess.run([inventory.ansible_bin("ansible-playbook"), "-i", "localhost,", *args, str(book)],
                           capture_output=True, text=True, timeout=120)
 

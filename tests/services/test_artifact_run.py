@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from tests import servicekit
-from roadie import artifact
+from roadie.release import artifact
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 

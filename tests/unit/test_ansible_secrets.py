@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from roadie import converge_secrets, paths
+from roadie import paths
+from roadie.converge import secrets as converge_secrets
 from roadie.errors import BadInput
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from roadie import artifact, paths, versions
-from roadie.artifact import Source
+from roadie import paths
+from roadie.release import artifact, versions
+from roadie.release.artifact import Source
 from roadie.errors import BadInput
 
 

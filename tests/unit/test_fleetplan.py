@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from roadie import fleetplan, inventory
+from roadie import inventory
+from roadie.local import plan as fleetplan
 from roadie.errors import BadInput
 
 FLEET_VARS = {

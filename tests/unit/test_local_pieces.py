@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from roadie import fleet, image, inventory, procs
+from roadie import inventory, procs
+from roadie.local import fleet, image
 from roadie.errors import BadInput, OperationFailed
 
 DEB822 = """Types: deb

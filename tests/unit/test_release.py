@@ -9,8 +9,9 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
-from roadie import artifact, paths
-from roadie import publish as pub
+from roadie import paths
+from roadie.release import artifact
+from roadie.release import publish as pub
 from roadie.main import main
 
 BUCKET = "roadie-local-artifacts"  # inventories/local: roadie_buckets.artifacts

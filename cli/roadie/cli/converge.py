@@ -27,7 +27,7 @@ def _mitogen_dir() -> str | None:
 def prepare(env: str, *, playbook: str = "site.yml", limit=None, tags=None, check=False, diff=False,
             strategy: str = "auto", stock: bool = False, forks: int | None = None) -> tuple[list[str], dict, str]:
     """argv, environment and strategy for one ansible-playbook run (also used by bench.converge)."""
-    from roadie import converge_secrets
+    from roadie.converge import secrets as converge_secrets
 
     inv = inventory.inventory_path(env)
     book = paths.PLAYBOOKS / playbook

@@ -8,13 +8,14 @@ import time
 
 import click
 
-from roadie import fleetplan, inventory, paths
+from roadie import inventory, paths
+from roadie.local import plan as fleetplan
 from roadie.cli import options
 from roadie.errors import BadInput
 
 
 def _fleet(ctx, log=None, only=None):
-    from roadie.fleet import Fleet, preflight
+    from roadie.local.fleet import Fleet, preflight
 
     preflight()
     plan = fleetplan.build(inventory.load(ctx.obj.env), only)
@@ -88,7 +89,7 @@ def down(ctx):
 @click.pass_context
 def status(ctx):
     """Hosts, addresses, PIDs and state (dead = left over from a fleet whose process is gone)."""
-    from roadie.fleet import Fleet
+    from roadie.local.fleet import Fleet
 
     fleet = Fleet(fleetplan.build(inventory.load(ctx.obj.env)), paths.state_dir(ctx.obj.env), log=lambda m: None)
     _print(ctx, fleet.status(), fleet.helpers_status())
@@ -98,7 +99,7 @@ def status(ctx):
 @click.pass_context
 def image(ctx):
     """Build the cached base image if its recipe changed."""
-    from roadie import image as base_image
+    from roadie.local import image as base_image
 
     click.echo(base_image.ensure(lambda m: click.echo(m, err=True)))
 

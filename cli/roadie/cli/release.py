@@ -6,7 +6,8 @@ import json
 
 import click
 
-from roadie import artifact, paths, versions
+from roadie import paths
+from roadie.release import artifact, versions
 from roadie.cli import options
 from roadie.errors import BadInput, OperationFailed
 
@@ -92,7 +93,7 @@ def verify(ctx, service, version):
 @click.pass_context
 def publish(ctx, service, version):
     """Upload a built artifact and its manifest; a published version never changes."""
-    from roadie import publish as pub
+    from roadie.release import publish as pub
 
     path = _local_artifact(service, version)
     artifact.verify(path, service, version)  # before any AWS call: a bad artifact is bad input
@@ -109,7 +110,7 @@ def publish(ctx, service, version):
 @click.pass_context
 def list_(ctx, service):
     """Published versions with size, sha256 and publish time."""
-    from roadie import publish as pub
+    from roadie.release import publish as pub
 
     artifact.service_dir(service)
     env = ctx.obj.env
@@ -138,7 +139,7 @@ def list_(ctx, service):
 @click.pass_context
 def install(ctx, service, version, hosts):
     """Install a release on the service's hosts at once (bootstrap; `deploy` rolls)."""
-    from roadie import install as inst
+    from roadie.release import install as inst
     from roadie import inventory
 
     artifact.service_dir(service)

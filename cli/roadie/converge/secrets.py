@@ -1,6 +1,6 @@
 """Secrets for converging an environment, kept out of the repository.
 
-Each inventory says where its secrets come from, in group_vars/all.yml:
+Each inventory says where its secrets come from, in group_vars/all/main.yml:
 
     roadie_secrets: generated   (local) roadie generates them on first use under
                                 the environment's state directory (git-ignored):
@@ -63,10 +63,11 @@ SOURCES = ("generated", "vault", "ssm")
 
 
 def source(inventory_dir: Path) -> str:
-    """roadie_secrets from the inventory's group_vars/all.yml (default: generated)."""
+    """roadie_secrets from the inventory's group_vars/all/main.yml or all.yml (default: generated)."""
     import yaml
 
-    all_vars = inventory_dir / "group_vars" / "all.yml"
+    candidates = [inventory_dir / "group_vars" / "all" / "main.yml", inventory_dir / "group_vars" / "all.yml"]
+    all_vars = next((p for p in candidates if p.is_file()), candidates[0])
     doc = yaml.safe_load(all_vars.read_text()) if all_vars.is_file() else None
     value = (doc or {}).get("roadie_secrets", "generated")
     if value not in SOURCES:

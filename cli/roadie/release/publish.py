@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from roadie import artifact, versions
+from roadie.release import artifact, versions
 from roadie.errors import BadInput, OperationFailed
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from roadie import paths, versions
+from roadie import paths
+from roadie.release import versions
 from roadie.errors import BadInput, OperationFailed
 
 # What the hosts run: Debian 12's CPython 3.11 on x86_64 (glibc 2.36).

@@ -13,11 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from roadie import artifact, paths
+from roadie import paths
+from roadie.release import artifact
 from roadie.commands import release_host as cmd
 from roadie.errors import BadInput, OperationFailed
 from roadie.inventory import Host, Inventory
-from roadie.remote import connect, run
+from roadie.transport import connect, run
 
 
 def targets(inv: Inventory, service: str, only: list[str] | None) -> list[Host]:
@@ -36,7 +37,8 @@ def fetch(env: str, service: str, version: str) -> Path:
     """The verified artifact: the local build if there is one, else the published one."""
     path = artifact.artifact_path(service, version, paths.DIST)
     if not path.is_file():
-        from roadie import aws, publish
+        from roadie import aws
+        from roadie.release import publish
 
         s3 = aws.env_client(env, "s3")
         key = publish.keys(service, version)["tarball"]

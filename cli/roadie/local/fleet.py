@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from roadie import image, paths, procs
+from roadie import paths, procs
+from roadie.local import image
 from roadie.commands import helpers, ip, nspawn, ssh
 from roadie.errors import BadInput, OperationFailed
-from roadie.fleetplan import FleetPlan, HostPlan
+from roadie.local.plan import FleetPlan, HostPlan
 
 CLAIMS = Path(os.environ.get("ROADIE_RUN_DIR", "/run/roadie"))
 REQUIRED_TOOLS = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "ip": "iproute2",

@@ -1,0 +1,1 @@
+"""Release artifacts: build, verify, publish, and install on hosts."""
