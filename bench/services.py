@@ -130,7 +130,7 @@ def bench_streaming(args, out: dict) -> None:
 
 
 def bench_artifacts(args, out: dict) -> None:
-    from roadie import artifact
+    from roadie.release import artifact
 
     with tempfile.TemporaryDirectory() as tmp:
         for service in ("catalog", "streaming"):
