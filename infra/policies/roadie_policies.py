@@ -23,6 +23,7 @@ VOLUME = "aws:ebs/volume:Volume"
 INSTANCE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
+TABLE = "aws:dynamodb/table:Table"
 
 # Resource types that take tags. A test checks this against pulumi_aws for
 # every type the program creates, so a new resource cannot slip by untagged.
@@ -33,7 +34,7 @@ TAGGABLE = frozenset({
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "aws:kms/key:Key", BUCKET, BUCKET_V2, VOLUME,
     "aws:lb/targetGroup:TargetGroup", "aws:lb/loadBalancer:LoadBalancer", "aws:lb/listener:Listener",
     "aws:lb/listenerRule:ListenerRule", "aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile",
-    LAUNCH_TEMPLATE, ASG, INSTANCE,
+    LAUNCH_TEMPLATE, ASG, INSTANCE, TABLE,
 })
 
 
@@ -111,6 +112,24 @@ def imdsv2_required(args, report_violation) -> None:
             report_violation(f"{args.name}: metadataOptions.httpTokens must be 'required' (IMDSv2).", args.urn)
 
 
+def tables_encrypted_and_recoverable(args, report_violation) -> None:
+    """DynamoDB tables (the deploy lock and audit log) use a KMS key and point-in-time recovery.
+
+    Without SSE enabled a table is encrypted only with an AWS-owned key that no
+    one can audit or revoke; without PITR a bad write or a deleted audit log
+    cannot be restored.
+    """
+    if args.resource_type != TABLE:
+        return
+    sse = args.props.get("serverSideEncryption") or {}
+    if not _truthy(sse.get("enabled")):
+        report_violation(f"{args.name}: table is not encrypted with a KMS key (serverSideEncryption.enabled).",
+                         args.urn)
+    if not _truthy((args.props.get("pointInTimeRecovery") or {}).get("enabled")):
+        report_violation(f"{args.name}: table has no point-in-time recovery (pointInTimeRecovery.enabled).",
+                         args.urn)
+
+
 def _tag_maps(resource_type: str, props: dict) -> list[tuple[str, dict]]:
     if resource_type == ASG:
         return [("tags", {t.get("key"): t.get("value") for t in props.get("tags") or []})]
@@ -174,6 +193,8 @@ RESOURCE_POLICIES = {
     "encrypted-volumes": (encrypted_volumes, "EBS volumes and instance disks are encrypted."),
     "imdsv2-required": (imdsv2_required, "Instances and launch templates require IMDSv2."),
     "required-tags": (required_tags, "Taggable resources carry roadie:env, roadie:role, roadie:service, owner."),
+    "tables-encrypted-and-recoverable": (tables_encrypted_and_recoverable,
+                                         "DynamoDB tables are KMS-encrypted and have point-in-time recovery."),
 }
 STACK_POLICIES = {
     "buckets-encrypted": (buckets_encrypted, "Every bucket has default encryption."),

@@ -1,7 +1,9 @@
 """The public ALB: HTTPS in, HTTP redirected, paths routed to the app tiers.
 
 Target groups live here rather than with the auto scaling groups because the
-rolling deploys drain and re-enable hosts through them.
+rolling deploys drain and re-enable hosts through them. Each service's port,
+health path and route prefix come from the service model (inventories/stack.yml),
+the same values the roles make the hosts listen on and HAProxy checks locally.
 """
 
 from __future__ import annotations
@@ -11,18 +13,27 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from roadie_infra.settings import Settings
+from roadie_infra.settings import APP_TIERS, Settings
 from roadie_infra.tags import tags
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
-# path pattern -> service, in listener-rule priority order.
-ROUTES = (("/api/*", "catalog"), ("/stream/*", "streaming"))
+# The target groups' health check: a host is in service after HEALTHY_THRESHOLD
+# passing checks INTERVAL seconds apart, out after UNHEALTHY_THRESHOLD failures.
+HEALTH_CHECK = {"protocol": "HTTP", "port": "traffic-port", "matcher": "200", "interval": 10, "timeout": 5,
+                "healthy_threshold": 2, "unhealthy_threshold": 3}
+
+
+def path_patterns(route_prefix: str) -> list[str]:
+    """The ALB path patterns of a route prefix: the prefix itself and everything under it."""
+    prefix = route_prefix.rstrip("/") or "/"
+    return [prefix, f"{prefix}/*"] if prefix != "/" else ["/*"]
 
 
 @dataclass
 class BalancerArgs:
     settings: Settings
+    services: dict  # service name -> roadie.model.Service
     vpc_id: pulumi.Input[str]
     public_subnet_ids: list[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
@@ -35,15 +46,13 @@ class Balancer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.target_groups: dict[str, aws.lb.TargetGroup] = {}
-        for service in ("streaming", "catalog"):
-            tier = getattr(s, service)
+        for service in APP_TIERS:
+            svc = args.services[service]
             self.target_groups[service] = aws.lb.TargetGroup(
-                f"{name}-{service}", name=f"roadie-{s.environment}-{service}"[:32], port=tier.port,
+                f"{name}-{service}", name=f"roadie-{s.environment}-{svc.backend}"[:32], port=svc.port,
                 protocol="HTTP", target_type="instance", vpc_id=args.vpc_id,
                 deregistration_delay=s.deregistration_delay,
-                health_check={"path": tier.health_check_path, "port": "traffic-port", "protocol": "HTTP",
-                              "matcher": "200", "interval": 10, "timeout": 5, "healthy_threshold": 2,
-                              "unhealthy_threshold": 3},
+                health_check={"path": svc.health_path, **HEALTH_CHECK},
                 tags=tags(s, service, "target-group"), opts=child)
 
         self.alb = aws.lb.LoadBalancer(
@@ -65,11 +74,13 @@ class Balancer(pulumi.ComponentResource):
             default_actions=[{"type": "redirect",
                               "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
             tags=tags(s, "loadbalancer", "alb"), opts=child)
-        for priority, (pattern, service) in enumerate(ROUTES, start=1):
+        # Sorted by prefix so a service added to the model does not renumber the others.
+        routes = sorted(APP_TIERS, key=lambda svc: args.services[svc].route_prefix)
+        for priority, service in enumerate(routes, start=1):
             aws.lb.ListenerRule(
                 f"{name}-{service}-route", listener_arn=self.https.arn, priority=priority * 10,
                 actions=[{"type": "forward", "target_group_arn": self.target_groups[service].arn}],
-                conditions=[{"path_pattern": {"values": [pattern]}}],
+                conditions=[{"path_pattern": {"values": path_patterns(args.services[service].route_prefix)}}],
                 tags=tags(s, service, "alb"), opts=child)
 
         self.register_outputs({"dns_name": self.alb.dns_name,

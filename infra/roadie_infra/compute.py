@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from roadie_infra.settings import Settings
+from roadie_infra.settings import APP_TIERS, Settings, Tier
 from roadie_infra.tags import asg_tags, tags
 
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
@@ -48,6 +48,28 @@ def tier_policy(tier: str, env: str, bucket_arns: dict[str, str], key_arn: str, 
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def health_settings(tier: Tier) -> dict:
+    """How the ASG judges its instances: the target group's verdict, after a grace period.
+
+    ELB health checks, because an instance whose service stopped answering its
+    health path (the model's, checked by the target group) should be replaced,
+    not only one whose EC2 status checks fail; EC2 checks alone would keep a
+    dead app host in the group forever.
+
+    The catch is bootstrap. Pulumi launches bare Debian hosts; a host answers its
+    health path only after `roadie converge` and its first deploy. With ELB
+    checks the ASG replaces any host still unhealthy when the grace period ends,
+    so a short one (it was 120 s) kills every new host before it is configured
+    and the group churns forever. The grace period is therefore a stack setting
+    (`roadie:<tier>.healthCheckGracePeriod`, default 900 s, at least 60) sized to
+    cover boot + converge + first deploy; after it a healthy host passes the
+    target group check (path and port from the model, 200) within
+    healthy_threshold x interval seconds and lives. Instance refresh waits as long
+    (instance_warmup) before judging a replacement.
+    """
+    return {"health_check_type": "ELB", "health_check_grace_period": tier.health_check_grace_period}
+
+
 @dataclass
 class ComputeArgs:
     settings: Settings
@@ -70,7 +92,7 @@ class Compute(pulumi.ComponentResource):
         self._name, self._args = name, args
         s = args.settings
         self.profiles = {tier: self._profile(tier) for tier in BUCKET_ACCESS}
-        self.groups = {tier: self._tier(tier) for tier in ("streaming", "catalog")}
+        self.groups = {tier: self._tier(tier) for tier in APP_TIERS}
         self.databases = {role: self._database(role) for role in ("primary", "replica")}
         self.register_outputs({f"database_{role}_address": i.private_ip for role, i in self.databases.items()}
                               | {f"{tier}_group": g.name for tier, g in self.groups.items()}
@@ -117,9 +139,10 @@ class Compute(pulumi.ComponentResource):
             min_size=cfg.min_size, max_size=cfg.max_size, desired_capacity=cfg.desired_capacity,
             # A pinned version (not $Latest) makes a template change start an instance refresh.
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-            target_group_arns=[a.target_group_arns[tier]], health_check_type="ELB", health_check_grace_period=120,
+            target_group_arns=[a.target_group_arns[tier]], **health_settings(cfg),
             instance_refresh={"strategy": "Rolling",
-                              "preferences": {"min_healthy_percentage": 90, "instance_warmup": 60}},
+                              "preferences": {"min_healthy_percentage": 90,
+                                              "instance_warmup": cfg.health_check_grace_period}},
             tags=asg_tags(tags(s, tier, tier, name=f"{tier}")), opts=child)
 
     def _database(self, role: str) -> aws.ec2.Instance:

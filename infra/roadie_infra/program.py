@@ -9,8 +9,27 @@ from roadie_infra.balancer import Balancer, BalancerArgs
 from roadie_infra.compute import Compute, ComputeArgs
 from roadie_infra.network import Network, NetworkArgs
 from roadie_infra.security import Security, SecurityArgs
-from roadie_infra.settings import ConfigError, Settings
+from roadie_infra.settings import APP_TIERS, ConfigError, Settings
 from roadie_infra.storage import Storage, StorageArgs
+
+
+def service_model():
+    """The service model (inventories/stack.yml): ports, health paths, routes.
+
+    A bad model, or one whose services are not the stack's app tiers, stops the
+    program before anything is created, like a bad stack setting.
+    """
+    from roadie import model
+    from roadie.errors import BadInput
+
+    try:
+        stack = model.load()
+    except BadInput as exc:
+        raise ConfigError(str(exc)) from None
+    if set(stack.services) != set(APP_TIERS):
+        raise ConfigError(f"The service model {model.path()} has services {', '.join(sorted(stack.services))}; "
+                          f"the stack's app tiers are {', '.join(APP_TIERS)}.")
+    return stack
 
 
 def available_zones(count: int) -> list[str]:
@@ -23,8 +42,9 @@ def available_zones(count: int) -> list[str]:
     return sorted(found)[:count]
 
 
-def build(s: Settings) -> dict[str, pulumi.Input]:
+def build(s: Settings, stack=None) -> dict[str, pulumi.Input]:
     """Create every resource; return the stack outputs by name."""
+    stack = stack or service_model()
     zones = available_zones(s.az_count)
     account_id = aws.get_caller_identity().account_id
     region = aws.get_region().region
@@ -34,9 +54,9 @@ def build(s: Settings) -> dict[str, pulumi.Input]:
     storage = Storage("storage", StorageArgs(settings=s, account_id=account_id, database_zones=db_zones))
     network = Network("network", NetworkArgs(settings=s, zones=zones, region=region,
                                              flow_log_bucket_arn=storage.buckets["logs"].arn))
-    security = Security("security", SecurityArgs(settings=s, vpc_id=network.vpc.id))
+    security = Security("security", SecurityArgs(settings=s, vpc_id=network.vpc.id, stack=stack))
     balancer = Balancer("balancer", BalancerArgs(
-        settings=s, vpc_id=network.vpc.id, public_subnet_ids=network.subnet_ids("public"),
+        settings=s, services=stack.services, vpc_id=network.vpc.id, public_subnet_ids=network.subnet_ids("public"),
         security_group_id=security.groups["loadbalancer"].id))
     compute = Compute("compute", ComputeArgs(
         settings=s, image_id=image_id, region=region, account_id=account_id, zones=zones,
@@ -57,4 +77,5 @@ def build(s: Settings) -> dict[str, pulumi.Input]:
         "autoScalingGroups": {tier: g.name for tier, g in compute.groups.items()},
         "databasePrimaryAddress": compute.databases["primary"].private_ip,
         "databaseReplicaAddress": compute.databases["replica"].private_ip,
+        "deployTableName": storage.deploy_table.name,
     }

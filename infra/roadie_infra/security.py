@@ -15,7 +15,6 @@ from roadie_infra.settings import Settings
 from roadie_infra.tags import HOST_ROLES, tags
 
 ANYWHERE = "0.0.0.0/0"
-POSTGRES = 5432
 
 
 @dataclass(frozen=True)
@@ -27,20 +26,23 @@ class Rule:
     why: str
 
 
-def rules(streaming_port: int, catalog_port: int) -> list[Rule]:
+def rules(stack) -> list[Rule]:
+    """The tier matrix; app and database ports from the service model (a roadie.model.Stack)."""
+    streaming, catalog = stack.services["streaming"], stack.services["catalog"]
+    postgres = stack.database.port
     return [
         Rule("ingress", "loadbalancer", ANYWHERE, 80, "HTTP from listeners, redirected to HTTPS"),
         Rule("ingress", "loadbalancer", ANYWHERE, 443, "HTTPS from listeners"),
-        Rule("egress", "loadbalancer", "streaming", streaming_port, "forward /stream/*"),
-        Rule("egress", "loadbalancer", "catalog", catalog_port, "forward /api/*"),
-        Rule("ingress", "streaming", "loadbalancer", streaming_port, "traffic and health checks from the ALB"),
+        Rule("egress", "loadbalancer", "streaming", streaming.port, f"forward {streaming.route_prefix}"),
+        Rule("egress", "loadbalancer", "catalog", catalog.port, f"forward {catalog.route_prefix}"),
+        Rule("ingress", "streaming", "loadbalancer", streaming.port, "traffic and health checks from the ALB"),
         Rule("egress", "streaming", ANYWHERE, 443, "S3, SSM and package mirrors over HTTPS"),
-        Rule("ingress", "catalog", "loadbalancer", catalog_port, "traffic and health checks from the ALB"),
+        Rule("ingress", "catalog", "loadbalancer", catalog.port, "traffic and health checks from the ALB"),
         Rule("egress", "catalog", ANYWHERE, 443, "S3, SSM and package mirrors over HTTPS"),
-        Rule("egress", "catalog", "database", POSTGRES, "queries"),
-        Rule("ingress", "database", "catalog", POSTGRES, "queries from the catalog API"),
-        Rule("ingress", "database", "database", POSTGRES, "streaming replication"),
-        Rule("egress", "database", "database", POSTGRES, "streaming replication"),
+        Rule("egress", "catalog", "database", postgres, "queries"),
+        Rule("ingress", "database", "catalog", postgres, "queries from the catalog API"),
+        Rule("ingress", "database", "database", postgres, "streaming replication"),
+        Rule("egress", "database", "database", postgres, "streaming replication"),
         Rule("egress", "database", ANYWHERE, 443, "backups to S3, SSM and package mirrors"),
     ]
 
@@ -49,6 +51,7 @@ def rules(streaming_port: int, catalog_port: int) -> list[Rule]:
 class SecurityArgs:
     settings: Settings
     vpc_id: pulumi.Input[str]
+    stack: object  # roadie.model.Stack: the ports
 
 
 class Security(pulumi.ComponentResource):
@@ -63,7 +66,7 @@ class Security(pulumi.ComponentResource):
                 opts=child)
             for tier in HOST_ROLES
         }
-        for r in rules(s.streaming.port, s.catalog.port):
+        for r in rules(args.stack):
             peer = ({"cidr_ipv4": r.peer} if r.peer == ANYWHERE
                     else {"referenced_security_group_id": self.groups[r.peer].id})
             cls = aws.vpc.SecurityGroupIngressRule if r.direction == "ingress" else aws.vpc.SecurityGroupEgressRule

@@ -18,6 +18,11 @@ from pydantic.alias_generators import to_camel
 NAMESPACE = "roadie"
 INFRA_DIR = Path(__file__).resolve().parents[1]
 DEBIAN_AMI_PARAMETER = "/aws/service/debian/release/bookworm/latest/amd64"
+# A fresh app host is unconfigured until `roadie converge` and a deploy reach it
+# (apt installs, the release download, migrations for the catalog): 15 minutes.
+DEFAULT_GRACE_PERIOD = 900
+# The auto-scaled tiers; each is a service of the model with the same name.
+APP_TIERS = ("streaming", "catalog")
 
 
 class ConfigError(ValueError):
@@ -29,14 +34,20 @@ class _Model(BaseModel):
 
 
 class Tier(_Model):
-    """An auto-scaled app tier behind the load balancer."""
+    """An auto-scaled app tier behind the load balancer.
+
+    Its port, health path and route are not stack settings: they are facts of
+    the service, read from the service model (inventories/stack.yml) so that the
+    balancer, the roles and the services cannot disagree about them.
+    """
 
     instance_type: str = Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
     min_size: int = Field(ge=0, le=100)
     max_size: int = Field(ge=1, le=100)
     desired_capacity: int = Field(ge=0, le=100)
-    port: int = Field(ge=1024, le=65535)
-    health_check_path: str = Field(default="/health", pattern=r"^/")
+    # Seconds a new instance has before the ASG acts on the target group's
+    # verdict: boot, `roadie converge` and the first deploy must fit in it.
+    health_check_grace_period: int = Field(default=DEFAULT_GRACE_PERIOD, ge=60, le=7200)
 
 
 class Database(_Model):
@@ -78,13 +89,11 @@ def _cross_checks(s: Settings):
     """What one field alone cannot say; yields (key, problem)."""
     if not 16 <= s.vpc_cidr.prefixlen <= 24:
         yield "vpcCidr", f"the VPC must be a /16 to /24 network so each subnet gets 1/16 of it, got {s.vpc_cidr}"
-    for tier in ("streaming", "catalog"):
+    for tier in APP_TIERS:
         t: Tier = getattr(s, tier)
         if not t.min_size <= t.desired_capacity <= t.max_size:
             yield f"{tier}.desiredCapacity", (f"must lie between minSize {t.min_size} and maxSize {t.max_size}, "
                                               f"got {t.desired_capacity}")
-    if s.streaming.port == s.catalog.port:
-        yield "catalog.port", f"streaming and catalog need different ports, both are {s.catalog.port}"
     for role in ("primary", "replica"):
         az = getattr(s.database, f"{role}_az")
         if az >= s.az_count:

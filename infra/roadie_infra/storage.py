@@ -1,4 +1,5 @@
-"""Buckets (media, artifacts, backups, flow logs) and the databases' data volumes.
+"""Buckets (media, artifacts, backups, flow logs), the databases' data volumes, and
+the deploys table (deploy lock, journal and audit log of `roadie deploy`).
 
 pulumi-aws 7 splits a bucket's versioning, encryption, lifecycle and public
 access block into separate resources; each bucket gets all of them.
@@ -16,6 +17,12 @@ from roadie_infra.settings import Settings
 from roadie_infra.tags import tags
 
 BUCKET_KINDS = ("media", "artifacts", "backups", "logs")
+# Items of the deploys table expire (lock leases, old journal entries) at this epoch-seconds attribute.
+DEPLOY_TABLE_TTL_ATTRIBUTE = "expires_at"
+
+
+def deploy_table_name(environment: str) -> str:
+    return f"roadie-{environment}-deploys"
 
 
 def lifecycle_rules(kind: str, s: Settings) -> list[dict]:
@@ -89,7 +96,30 @@ class Storage(pulumi.ComponentResource):
                           **{"roadie:db-role": role}),
                 opts=pulumi.ResourceOptions(parent=self, protect=s.production))
 
-        self.register_outputs({f"{kind}_bucket": b.bucket for kind, b in self.buckets.items()})
+        self.deploy_table = self._deploy_table(name, s)
+
+        self.register_outputs({f"{kind}_bucket": b.bucket for kind, b in self.buckets.items()}
+                              | {"deploy_table": self.deploy_table.name})
+
+    def _deploy_table(self, name: str, s: Settings) -> aws.dynamodb.Table:
+        """One table per environment for the deploy lock, journal and audit log.
+
+        Generic keys (pk, sk) so the lock (`lock#SERVICE`), the journal and the
+        audit records share it; on demand, since deploys write a few items a
+        minute at most. Encrypted with the stack's key, point-in-time recovery
+        on (the audit log is the record of who changed production), and TTL on
+        `expires_at` for lease and journal items. Production's cannot be deleted.
+        """
+        table = deploy_table_name(s.environment)
+        return aws.dynamodb.Table(
+            f"{name}-deploys", name=table, billing_mode="PAY_PER_REQUEST", hash_key="pk", range_key="sk",
+            attributes=[{"name": "pk", "type": "S"}, {"name": "sk", "type": "S"}],
+            server_side_encryption={"enabled": True, "kms_key_arn": self.key.arn},
+            point_in_time_recovery={"enabled": True},
+            ttl={"attribute_name": DEPLOY_TABLE_TTL_ATTRIBUTE, "enabled": True},
+            deletion_protection_enabled=s.production,
+            tags=tags(s, "storage", "deploys", name=table),
+            opts=pulumi.ResourceOptions(parent=self, protect=s.production))
 
     def _bucket(self, name: str, kind: str, s: Settings, account_id: str, child) -> aws.s3.Bucket:
         bucket = aws.s3.Bucket(f"{name}-{kind}", bucket=f"{s.bucket_prefix}-{kind}", force_destroy=not s.production,

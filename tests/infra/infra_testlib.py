@@ -3,6 +3,7 @@ directory has its own conftest, so `import conftest` would be ambiguous)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ for p in (INFRA / "policies", INFRA):
         sys.path.insert(0, str(p))
 
 
-def run_mocked(stack: str, *overrides: str) -> subprocess.CompletedProcess:
+def run_mocked(stack: str, *overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one stack's program under mocks; `env` adds variables (ROADIE_STACK_FILE: another model)."""
     args = [sys.executable, str(MOCKRUN), stack, *(f"--set={o}" for o in overrides)]
-    return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
 
 
 @dataclass

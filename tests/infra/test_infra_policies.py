@@ -79,6 +79,17 @@ RESOURCE_CASES = [
                                          for k, v in LB_TAGS.items()]}, 1),
     (rp.required_tags, rp.LAUNCH_TEMPLATE, {"tags": LB_TAGS, "tagSpecifications": [
         {"resourceType": "instance", "tags": {"Name": "x"}}]}, 1),
+    (rp.tables_encrypted_and_recoverable, rp.TABLE, {
+        "serverSideEncryption": {"enabled": True, "kmsKeyArn": "arn:aws:kms:us-east-1:1:key/k"},
+        "pointInTimeRecovery": {"enabled": True}}, 0),
+    (rp.tables_encrypted_and_recoverable, rp.TABLE, {"pointInTimeRecovery": {"enabled": True}}, 1),
+    (rp.tables_encrypted_and_recoverable, rp.TABLE, {"serverSideEncryption": {"enabled": False},
+                                                     "pointInTimeRecovery": {"enabled": True}}, 1),
+    (rp.tables_encrypted_and_recoverable, rp.TABLE, {"serverSideEncryption": {"enabled": True}}, 1),
+    (rp.tables_encrypted_and_recoverable, rp.TABLE, {"serverSideEncryption": {"enabled": True},
+                                                     "pointInTimeRecovery": {"enabled": "false"}}, 1),
+    (rp.tables_encrypted_and_recoverable, rp.TABLE, {}, 2),
+    (rp.tables_encrypted_and_recoverable, rp.VOLUME, {}, 0),
 ]
 
 
@@ -150,7 +161,7 @@ def test_taggable_list_covers_every_taggable_type_the_program_creates(build):
 
 def test_pack_names_every_policy_once():
     names = [*rp.RESOURCE_POLICIES, *rp.STACK_POLICIES]
-    assert len(names) == len(set(names)) == 7
+    assert len(names) == len(set(names)) == 8
     source = (rp.__file__.rsplit("/", 1)[0] + "/__main__.py")
     text = open(source).read()
     assert "RESOURCE_POLICIES" in text and "STACK_POLICIES" in text and "EnforcementLevel.MANDATORY" in text

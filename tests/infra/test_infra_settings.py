@@ -60,9 +60,12 @@ BAD = [
     ("owner", DELETE, "Stack config is missing roadie:owner."),
     ("streaming", DELETE, "Stack config is missing roadie:streaming."),
     ("streaming.minSize", DELETE, "Stack config is missing roadie:streaming.minSize."),
-    ("streaming.port", 80, "Bad stack config roadie:streaming.port: Input should be greater than or equal to 1024"),
+    # Ports, health paths and routes are the service model's (inventories/stack.yml), never a stack's.
+    ("streaming.port", 8000, "Stack config has an unknown key roadie:streaming.port."),
+    ("catalog.healthCheckPath", "/health", "Stack config has an unknown key roadie:catalog.healthCheckPath."),
     ("catalog.desiredCapacity", 9, "Bad stack config roadie:catalog.desiredCapacity: must lie between minSize 1"),
-    ("catalog.port", 8000, "Bad stack config roadie:catalog.port: streaming and catalog need different ports"),
+    ("catalog.healthCheckGracePeriod", 30,
+     "Bad stack config roadie:catalog.healthCheckGracePeriod: Input should be greater than or equal to 60"),
     ("catalog.instanceTyp", "t3.small", "Stack config has an unknown key roadie:catalog.instanceTyp."),
     ("database.replicaAz", 0,
      "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
@@ -88,8 +91,16 @@ def test_structured_values_arrive_as_json_text():
     assert settings.from_mapping(raw) == settings.from_stack_file("prod")
 
 
+def test_grace_period_defaults_to_cover_bootstrap():
+    for stack in STACKS:
+        s = settings.from_stack_file(stack)
+        assert s.streaming.health_check_grace_period == s.catalog.health_check_grace_period == 900
+
+
 @pytest.mark.parametrize("override, message", [
     ("roadie:azCount=0", "Bad stack config roadie:azCount:"),
+    ("roadie:streaming={\"instanceType\": \"t3.small\", \"minSize\": 1, \"maxSize\": 2, \"desiredCapacity\": 1, "
+     "\"port\": 8000}", "Stack config has an unknown key roadie:streaming.port."),
     ("roadie:database={\"instanceType\": \"t3.medium\", \"volumeSizeGb\": 20, \"primaryAz\": 1, \"replicaAz\": 1}",
      "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
 ])
@@ -116,3 +127,27 @@ def test_subnet_plan_keeps_existing_subnets_when_a_zone_is_added():
     two = {(p.kind, p.zone): p.cidr for p in layout.plan_subnets("10.0.0.0/16", ["a", "b"])}
     three = {(p.kind, p.zone): p.cidr for p in layout.plan_subnets("10.0.0.0/16", ["a", "b", "c"])}
     assert all(three[k] == v for k, v in two.items())
+
+
+@pytest.mark.parametrize("model_text, message", [
+    ("roadie_services: {}\n", "bad-stack.yml: loadbalancer:"),
+    (None, "The service model"),
+])
+def test_the_program_rejects_a_bad_service_model(tmp_path, model_text, message):
+    """Ports and health paths come from the model: a broken one stops the program, one line."""
+    planted = tmp_path / "bad-stack.yml"
+    if model_text is not None:
+        planted.write_text(model_text)
+    proc = run_mocked("dev", env={"ROADIE_STACK_FILE": str(planted)})
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stderr.strip().startswith(message) and "\n" not in proc.stderr.strip() and proc.stdout == ""
+
+
+def test_the_program_rejects_a_model_without_the_stack_tiers(tmp_path):
+    doc = yaml.safe_load((INFRA.parent / "inventories" / "stack.yml").read_text())
+    del doc["roadie_services"]["streaming"]
+    planted = tmp_path / "stack.yml"
+    planted.write_text(yaml.safe_dump(doc))
+    proc = run_mocked("dev", env={"ROADIE_STACK_FILE": str(planted)})
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "has services catalog; the stack's app tiers are streaming, catalog." in proc.stderr

@@ -8,16 +8,22 @@ import json
 
 import pytest
 
+from roadie import model
+from roadie_infra.storage import deploy_table_name
 from roadie_policies import REQUIRED_TAGS
+
+# Ports, health paths and routes: the service model's, not any stack's.
+STACK = model.load()
 
 # Resource counts per stack, and the pieces that differ between stacks.
 EXPECTED_COUNTS = {
-    "dev": {"total": 96, "Subnet": 6, "NatGateway": 1, "Eip": 1, "RouteTable": 3, "Instance": 2},
-    "staging": {"total": 104, "Subnet": 9, "NatGateway": 1, "Eip": 1, "RouteTable": 4, "Instance": 2},
-    "prod": {"total": 108, "Subnet": 9, "NatGateway": 3, "Eip": 3, "RouteTable": 4, "Instance": 2},
+    "dev": {"total": 97, "Subnet": 6, "NatGateway": 1, "Eip": 1, "RouteTable": 3, "Instance": 2},
+    "staging": {"total": 105, "Subnet": 9, "NatGateway": 1, "Eip": 1, "RouteTable": 4, "Instance": 2},
+    "prod": {"total": 109, "Subnet": 9, "NatGateway": 3, "Eip": 3, "RouteTable": 4, "Instance": 2},
 }
 EXPECTED_OUTPUTS = {"vpcId", "publicSubnetIds", "privateSubnetIds", "databaseSubnetIds", "albDnsName", "bucketNames",
-                    "targetGroupArns", "autoScalingGroups", "databasePrimaryAddress", "databaseReplicaAddress"}
+                    "targetGroupArns", "autoScalingGroups", "databasePrimaryAddress", "databaseReplicaAddress",
+                    "deployTableName"}
 
 
 def test_resource_counts(built):
@@ -40,6 +46,7 @@ def test_every_output_present(built, settings_of):
     assert out["albDnsName"].endswith(".elb.amazonaws.com")
     for role in ("Primary", "Replica"):
         ipaddress.ip_address(out[f"database{role}Address"])
+    assert out["deployTableName"] == deploy_table_name(s.environment) == f"roadie-{s.environment}-deploys"
 
 
 def test_zones_are_available_and_not_opt_in(built):
@@ -108,12 +115,15 @@ def test_s3_endpoint_and_flow_logs(built):
 
 
 # Who may reach whom on which port; anything not listed must be impossible.
-def tier_matrix(streaming_port: int, catalog_port: int) -> set[tuple[str, str, int]]:
+def tier_matrix(streaming_port: int, catalog_port: int, db_port: int) -> set[tuple[str, str, int]]:
     return {
         ("internet", "loadbalancer", 80), ("internet", "loadbalancer", 443),
         ("loadbalancer", "streaming", streaming_port), ("loadbalancer", "catalog", catalog_port),
-        ("catalog", "database", 5432), ("database", "database", 5432),
+        ("catalog", "database", db_port), ("database", "database", db_port),
     }
+
+PORTS = {"streaming": STACK.service("streaming").port, "catalog": STACK.service("catalog").port,
+         "database": STACK.database.port}
 
 
 def ingress_graph(built) -> set[tuple[str, str, int]]:
@@ -128,9 +138,9 @@ def ingress_graph(built) -> set[tuple[str, str, int]]:
     return edges
 
 
-def test_security_group_graph_is_the_tier_matrix(built, settings_of):
-    s = settings_of(built.stack)
-    assert ingress_graph(built) == tier_matrix(s.streaming.port, s.catalog.port)
+def test_security_group_graph_is_the_tier_matrix(built):
+    assert ingress_graph(built) == tier_matrix(PORTS["streaming"], PORTS["catalog"], PORTS["database"])
+    assert (PORTS["streaming"], PORTS["catalog"], PORTS["database"]) == (80, 8080, 5432)
 
 
 @pytest.mark.parametrize("source, target, port, allowed", [
@@ -138,24 +148,23 @@ def test_security_group_graph_is_the_tier_matrix(built, settings_of):
     ("internet", "loadbalancer", 80, True),
     ("internet", "loadbalancer", 22, False),
     ("internet", "streaming", "streaming", False),
-    ("internet", "database", 5432, False),
+    ("internet", "database", "database", False),
     ("loadbalancer", "streaming", "streaming", True),
     ("loadbalancer", "catalog", "catalog", True),
-    ("loadbalancer", "database", 5432, False),
-    ("streaming", "database", 5432, False),
+    ("loadbalancer", "database", "database", False),
+    ("streaming", "database", "database", False),
     ("streaming", "catalog", "catalog", False),
-    ("catalog", "database", 5432, True),
-    ("database", "database", 5432, True),
+    ("catalog", "database", "database", True),
+    ("database", "database", "database", True),
     ("catalog", "streaming", "streaming", False),
 ])
-def test_who_may_reach_whom(built, settings_of, source, target, port, allowed):
-    s = settings_of(built.stack)
-    port = {"streaming": s.streaming.port, "catalog": s.catalog.port}.get(port, port)
+def test_who_may_reach_whom(built, source, target, port, allowed):
+    port = PORTS.get(port, port)
     assert ((source, target, port) in ingress_graph(built)) is allowed
 
 
-def test_egress_is_restricted_per_tier(built, settings_of):
-    s = settings_of(built.stack)
+def test_egress_is_restricted_per_tier(built):
+    streaming, catalog, postgres = PORTS["streaming"], PORTS["catalog"], PORTS["database"]
     role = {g["id"]: g["inputs"]["tags"]["roadie:role"] for g in built.of("SecurityGroup")}
     egress = set()
     for r in built.of("SecurityGroupEgressRule"):
@@ -163,10 +172,10 @@ def test_egress_is_restricted_per_tier(built, settings_of):
         peer = role[i["referencedSecurityGroupId"]] if "referencedSecurityGroupId" in i else i["cidrIpv4"]
         egress.add((role[i["securityGroupId"]], peer, int(i["fromPort"]), int(i["toPort"])))
     assert egress == {
-        ("loadbalancer", "streaming", s.streaming.port, s.streaming.port),
-        ("loadbalancer", "catalog", s.catalog.port, s.catalog.port),
+        ("loadbalancer", "streaming", streaming, streaming),
+        ("loadbalancer", "catalog", catalog, catalog),
         ("streaming", "0.0.0.0/0", 443, 443), ("catalog", "0.0.0.0/0", 443, 443),
-        ("catalog", "database", 5432, 5432), ("database", "database", 5432, 5432),
+        ("catalog", "database", postgres, postgres), ("database", "database", postgres, postgres),
         ("database", "0.0.0.0/0", 443, 443),
     }
     assert not [g for g in built.of("SecurityGroup") if g["inputs"].get("ingress") or g["inputs"].get("egress")]
@@ -186,23 +195,31 @@ def test_alb_listeners_and_routes(built, settings_of):
     assert http["defaultActions"] == [{"type": "redirect", "redirect": {
         "port": "443", "protocol": "HTTPS", "statusCode": "HTTP_301"}}]
     tg_service = {tg["state"]["arn"]: tg["inputs"]["tags"]["roadie:role"] for tg in built.of("TargetGroup")}
-    routes = {}
+    routes, priorities = {}, {}
     for rule in built.of("ListenerRule"):
         i = rule["inputs"]
         assert i["listenerArn"] == listeners[443]["state"]["arn"]
         (cond,) = i["conditions"]
         (action,) = i["actions"]
         routes[tuple(cond["pathPattern"]["values"])] = tg_service[action["targetGroupArn"]]
-    assert routes == {("/api/*",): "catalog", ("/stream/*",): "streaming"}
+        priorities[tg_service[action["targetGroupArn"]]] = int(i["priority"])
+    assert routes == {(svc.route_prefix, f"{svc.route_prefix}/*"): name for name, svc in STACK.services.items()}
+    assert routes == {("/api", "/api/*"): "catalog", ("/stream", "/stream/*"): "streaming"}
+    assert priorities == {"catalog": 10, "streaming": 20}  # as before the model: no rule is replaced
 
 
 @pytest.mark.parametrize("service", ["streaming", "catalog"])
 def test_target_groups(built, settings_of, service):
     s = settings_of(built.stack)
+    svc = STACK.service(service)
     tg = next(t for t in built.of("TargetGroup") if t["inputs"]["tags"]["roadie:role"] == service)["inputs"]
-    assert int(tg["port"]) == getattr(s, service).port
+    assert int(tg["port"]) == svc.port
     assert int(tg["deregistrationDelay"]) == s.deregistration_delay
-    assert tg["healthCheck"]["path"] == "/health" and tg["targetType"] == "instance"
+    check = tg["healthCheck"]
+    assert (check["path"], check["port"], check["matcher"], check["protocol"]) == (svc.health_path, "traffic-port",
+                                                                                   "200", "HTTP")
+    assert check["path"] == "/healthz" and tg["targetType"] == "instance"
+    assert tg["name"] == f"roadie-{s.environment}-{svc.backend}"
 
 
 @pytest.mark.parametrize("service", ["streaming", "catalog"])
@@ -214,6 +231,9 @@ def test_auto_scaling_groups_follow_config(built, settings_of, service):
     tg = next(t for t in built.of("TargetGroup") if t["inputs"]["tags"]["roadie:role"] == service)
     assert asg["targetGroupArns"] == [tg["state"]["arn"]]
     assert asg["healthCheckType"] == "ELB" and asg["instanceRefresh"]["strategy"] == "Rolling"
+    # A new host must survive boot + converge + first deploy before the target group's verdict counts.
+    assert int(asg["healthCheckGracePeriod"]) == cfg.health_check_grace_period == 900
+    assert int(asg["instanceRefresh"]["preferences"]["instanceWarmup"]) == cfg.health_check_grace_period
     private_ids = {sn["id"] for sn in _subnets(built)["private"]}
     assert set(asg["vpcZoneIdentifiers"]) == private_ids
     template = built.by_id(asg["launchTemplate"]["id"])["inputs"]
@@ -309,3 +329,19 @@ def test_hosts_carry_the_inventory_tags(built):
         roles.add(inst["inputs"]["tags"]["roadie:role"])
         assert inst["inputs"]["tags"]["roadie:db-role"] in ("primary", "replica")
     assert roles == {"streaming", "catalog", "database"}
+
+
+def test_deploy_table(built, settings_of):
+    """The deploy lock, journal and audit log (issue 11): one table per environment."""
+    s = settings_of(built.stack)
+    (table,) = built.of("Table")
+    i = table["inputs"]
+    assert i["name"] == built.outputs["deployTableName"] == f"roadie-{s.environment}-deploys"
+    assert (i["hashKey"], i["rangeKey"], i["billingMode"]) == ("pk", "sk", "PAY_PER_REQUEST")
+    assert sorted((a["name"], a["type"]) for a in i["attributes"]) == [("pk", "S"), ("sk", "S")]
+    (key,) = built.of("Key")
+    assert i["serverSideEncryption"] == {"enabled": True, "kmsKeyArn": key["state"]["arn"]}
+    assert i["pointInTimeRecovery"] == {"enabled": True}
+    assert i["ttl"] == {"attributeName": "expires_at", "enabled": True}
+    assert i["deletionProtectionEnabled"] is s.production
+    assert i["tags"]["roadie:env"] == s.environment and all(i["tags"].get(k) for k in REQUIRED_TAGS)
