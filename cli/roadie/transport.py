@@ -7,10 +7,11 @@ refused.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from roadie import paths
-from roadie.errors import OperationFailed
+from roadie.errors import BadInput, OperationFailed
 from roadie.inventory import Host
 
 
@@ -42,3 +43,66 @@ def run(conn, host: Host, command: str, what: str) -> str:
         lines = (result.stderr.strip() or result.stdout.strip() or f"exit {result.exited}").splitlines()
         raise OperationFailed(f"{host.name}: {what} failed: {lines[-1]}")
     return result.stdout
+
+
+class SSH:
+    """The SSH transport: one Fabric connection per host, reused by every step.
+
+    A host's steps run one at a time (a batch runs different hosts in parallel),
+    so each connection is used by one thread at a time.
+    """
+
+    kind = "ssh"
+
+    def __init__(self, env: str):
+        self.env = env
+        self._conns: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _conn(self, host: Host):
+        with self._lock:
+            if host.name not in self._conns:
+                self._conns[host.name] = connect(host, self.env)
+            return self._conns[host.name]
+
+    def run(self, host: Host, command: str, what: str) -> str:
+        """stdout of `command`; OperationFailed naming host, step and remote error otherwise."""
+        try:
+            return run(self._conn(host), host, command, what)
+        except OperationFailed:
+            raise
+        except Exception as exc:  # paramiko/socket errors: the host did not answer
+            self.drop(host)
+            raise OperationFailed(f"{host.name}: {what} failed: {type(exc).__name__}: {exc}") from None
+
+    def put(self, host: Host, local: Path, remote: str) -> None:
+        try:
+            self._conn(host).put(str(local), remote)
+        except Exception as exc:
+            self.drop(host)
+            raise OperationFailed(f"{host.name}: upload of {local.name} failed: {exc}") from None
+
+    def drop(self, host: Host) -> None:
+        with self._lock:
+            conn = self._conns.pop(host.name, None)
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a dead connection may raise anything; it is gone either way
+                pass
+
+    def close(self) -> None:
+        for name in list(self._conns):
+            conn = self._conns.pop(name)
+            try:
+                conn.close()
+            except Exception:  # best effort at exit
+                pass
+
+
+def for_env(env: str, connection: str = "ssh"):
+    """The transport an inventory asks for (roadie_connection)."""
+    if connection in ("ssh", "local", "bastion"):
+        return SSH(env)
+    raise BadInput(f"The {env} inventory asks for roadie_connection '{connection}', which roadie cannot use yet "
+                   "(known: ssh, bastion).")

@@ -162,6 +162,15 @@ def test_version_without_a_release_manifest(client):
     assert body(client.get("/version"))["service"] == "catalog"
 
 
+@pytest.mark.parametrize("path", ["/version", "/api/tracks/1", "/api/tracks/999999", "/nowhere"])
+def test_every_response_names_the_release(client, path):
+    """The load generator and the deploy tests tell versions apart by this header."""
+    from roadie import model
+
+    header = model.load().service("catalog").version_header
+    assert client.get(path).headers[header] == body(client.get("/version"))["version"]
+
+
 def test_migrations_apply_once_and_are_recorded(pg):
     url = pg.create_database("catalog_migrate")
     with psycopg.connect(url) as conn:

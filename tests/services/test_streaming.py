@@ -126,6 +126,15 @@ def test_version(client):
     assert client.get("/version").json["service"] == "streaming"
 
 
+@pytest.mark.parametrize("path", ["/version", "/healthz", "/stream/424242"])
+def test_every_response_names_the_release(client, path):
+    """The load generator and the deploy tests tell versions apart by this header."""
+    from roadie import model
+
+    header = model.load().service("streaming").version_header
+    assert client.get(path).headers[header] == client.get("/version").json["version"]
+
+
 def fake_store(objects):
     calls = []
 

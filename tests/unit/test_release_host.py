@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -19,7 +20,9 @@ from roadie.commands import release_host as cmd
     (cmd.incoming, ("streaming", "1.0.0"), "/srv/streaming/releases/.incoming-1.0.0.tar.gz"),
     (cmd.env_file, ("catalog",), "/srv/catalog/shared/catalog.env"),
     (cmd.switch, ("catalog", "1.2.0"),
-     "ln -sfn releases/1.2.0 /srv/catalog/current.new && mv -T /srv/catalog/current.new /srv/catalog/current"),
+     'cd /srv/catalog && old=$(readlink current || true) && if [ -n "$old" ] && [ "$old" != releases/1.2.0 ]; '
+     'then ln -sfn "$old" previous.new && mv -T previous.new previous; fi && '
+     "ln -sfn releases/1.2.0 current.new && mv -T current.new current"),
     (cmd.restart, ("streaming",), "systemctl restart streaming.service"),
     (cmd.migrate, ("2.0.0",),
      "runuser -u catalog -- sh -c 'set -a && . /srv/catalog/shared/catalog.env && set +a && "
@@ -77,26 +80,56 @@ def test_unpack_refuses_a_tampered_upload(tree):
     assert not (tree / "svc/releases/1.0.0").exists()
 
 
-def test_switch_is_a_rename_over_current(tree):
+def test_switch_is_a_rename_over_current_and_keeps_previous(tree):
     for v in ("1.0.0", "1.1.0"):
         (tree / "svc/releases" / v).mkdir()
     assert run(in_tree(cmd.switch("svc", "1.0.0"), tree)).returncode == 0
     assert os.readlink(tree / "svc/current") == "releases/1.0.0"
+    assert not (tree / "svc/previous").is_symlink()  # a first install has no previous release
     assert run(in_tree(cmd.switch("svc", "1.1.0"), tree)).returncode == 0
     assert os.readlink(tree / "svc/current") == "releases/1.1.0"
+    assert os.readlink(tree / "svc/previous") == "releases/1.0.0"
     assert run(in_tree(cmd.current("svc"), tree)).stdout.strip() == "releases/1.1.0"
+    # switching again to the same release (a repeated step) must not lose previous
+    assert run(in_tree(cmd.switch("svc", "1.1.0"), tree)).returncode == 0
+    assert os.readlink(tree / "svc/previous") == "releases/1.0.0"
 
 
-def test_prune_keeps_the_newest_and_current(tree):
+def test_facts_reports_links_releases_and_disk(tree):
+    for v in ("1.0.0", "1.1.0"):
+        (tree / "svc/releases" / v).mkdir()
+    (tree / "svc/releases/.incoming-2.0.0.tar.gz").write_bytes(b"x")
+    (tree / "svc/releases/2.0.0.unpacking").mkdir()
+    run(in_tree(cmd.switch("svc", "1.0.0"), tree))
+    run(in_tree(cmd.switch("svc", "1.1.0"), tree))
+    proc = run(in_tree(cmd.facts("svc"), tree))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["current"], doc["previous"], doc["releases"]) == ("1.1.0", "1.0.0", ["1.0.0", "1.1.0"])
+    assert doc["disk_free"] > 0
+
+
+@pytest.mark.parametrize(("switches", "keep", "left"), [
+    # current is the oldest, no previous: current + the 2 newest
+    (["1.0.0"], 3, ["1.0.0", "1.6.0", "1.7.0"]),
+    # current and previous both old: both stay, + the newest
+    (["1.1.0", "1.0.0"], 3, ["1.0.0", "1.1.0", "1.7.0"]),
+    # keep 2: only current and previous
+    (["1.1.0", "1.0.0"], 2, ["1.0.0", "1.1.0"]),
+    # current is the newest, previous the one before: nothing else
+    (["1.6.0", "1.7.0"], 2, ["1.6.0", "1.7.0"]),
+])
+def test_prune_keeps_current_previous_and_the_newest(tree, switches, keep, left):
     releases = tree / "svc/releases"
     names = [f"1.{i}.0" for i in range(8)]
     for i, v in enumerate(names):
         (releases / v).mkdir()
         os.utime(releases / v, (time.time() - 100 + i, time.time() - 100 + i))
     (releases / "1.9.0.unpacking").mkdir()
-    run(in_tree(cmd.switch("svc", "1.0.0"), tree))  # current is the oldest
-    assert run(in_tree(cmd.prune("svc", keep=3), tree)).returncode == 0
-    assert sorted(p.name for p in releases.iterdir()) == ["1.0.0", "1.6.0", "1.7.0", "1.9.0.unpacking"]
+    for v in switches:
+        run(in_tree(cmd.switch("svc", v), tree))
+    assert run(in_tree(cmd.prune("svc", keep=keep), tree)).returncode == 0
+    assert sorted(p.name for p in releases.iterdir()) == sorted([*left, "1.9.0.unpacking"])
 
 
 def test_wait_healthy_reads_the_bind_and_reports_why(tree):

@@ -56,21 +56,53 @@ def migrate(version: str) -> str:
 
 
 def switch(service: str, version: str) -> str:
-    link = f"{base(service)}/current"
-    return f"ln -sfn releases/{version} {link}.new && mv -T {link}.new {link}"
+    """Point `current` at VERSION; the release it pointed at before becomes `previous`.
+
+    Both links are replaced by renaming (atomic). Switching to the release that is
+    already current changes nothing, so a repeated step cannot lose `previous`.
+    """
+    b, target = base(service), f"releases/{version}"
+    return (f"cd {b} && old=$(readlink current || true) && "
+            f"if [ -n \"$old\" ] && [ \"$old\" != {target} ]; then "
+            f"ln -sfn \"$old\" previous.new && mv -T previous.new previous; fi && "
+            f"ln -sfn {target} current.new && mv -T current.new current")
 
 
 def current(service: str) -> str:
     return f"readlink {base(service)}/current || true"
 
 
+FACTS = """\
+import json, os, subprocess, sys
+base, unit = sys.argv[1], sys.argv[2]
+def link(name):
+    path = os.path.join(base, name)
+    return os.path.basename(os.readlink(path)) if os.path.islink(path) else None
+def show(prop):
+    out = subprocess.run(["systemctl", "show", "-p", prop, "--value", unit], capture_output=True, text=True)
+    return out.stdout.strip()
+releases = base + "/releases"
+names = sorted(n for n in os.listdir(releases) if not n.startswith(".") and not n.endswith(".unpacking"))
+st = os.statvfs(releases)
+print(json.dumps({"current": link("current"), "previous": link("previous"), "releases": names,
+                  "active": show("ActiveState"), "pid": int(show("MainPID") or 0),
+                  "disk_free": st.f_bavail * st.f_frsize}))
+"""
+
+
+def facts(service: str) -> str:
+    """One line of JSON: current and previous release, releases on disk, unit state and PID, free bytes."""
+    return f"python3 -c {shlex.quote(FACTS)} {base(service)} {service}.service"
+
+
 def restart(service: str) -> str:
     return f"systemctl restart {service}.service"
 
 
-def health_script(service: str, version: str, seconds: int = 60) -> str:
+def health_script(service: str, version: str, seconds: int = 60, health_path: str = "/healthz",
+                  version_path: str = "/version") -> str:
     """Python polling the service where its env says it listens (SERVICE_BIND)
-    until /healthz is 200 and /version says `version`."""
+    until `health_path` is 200 and `version_path` says `version`."""
     return (
         "import json, os, sys, time, urllib.request\n"
         f"host, _, port = os.environ[{service.upper() + '_BIND'!r}].rpartition(':')\n"
@@ -79,8 +111,8 @@ def health_script(service: str, version: str, seconds: int = 60) -> str:
         "last = 'no answer'\n"
         "while time.time() < deadline:\n"
         "    try:\n"
-        "        urllib.request.urlopen(base + '/healthz', timeout=2)\n"
-        "        got = json.load(urllib.request.urlopen(base + '/version', timeout=2))\n"
+        f"        urllib.request.urlopen(base + {health_path!r}, timeout=2)\n"
+        f"        got = json.load(urllib.request.urlopen(base + {version_path!r}, timeout=2))\n"
         f"        if got.get('version') == {version!r}:\n"
         "            sys.exit(0)\n"
         "        last = 'version ' + str(got.get('version'))\n"
@@ -91,13 +123,17 @@ def health_script(service: str, version: str, seconds: int = 60) -> str:
     )
 
 
-def wait_healthy(service: str, version: str, seconds: int = 60) -> str:
-    return as_service(service, f"python3 -c {shlex.quote(health_script(service, version, seconds))}")
+def wait_healthy(service: str, version: str, seconds: int = 60, health_path: str = "/healthz",
+                 version_path: str = "/version") -> str:
+    script = health_script(service, version, seconds, health_path, version_path)
+    return as_service(service, f"python3 -c {shlex.quote(script)}")
 
 
 def prune(service: str, keep: int = KEEP_RELEASES) -> str:
-    """Remove all but the newest `keep` releases, never the one `current` points at."""
-    releases = f"{base(service)}/releases"
-    return (f"cd {releases} && cur=$(basename \"$(readlink -f {base(service)}/current)\") && "
-            f"ls -1t | grep -v -x -e \"$cur\" -e '.*\\.unpacking' -e '\\.incoming-.*' | tail -n +{keep} "
-            f"| xargs -r rm -rf --")
+    """Keep `keep` releases: `current`, `previous` and the newest others; remove the rest."""
+    b = base(service)
+    return (f"cd {b}/releases && cur=$(basename \"$(readlink -f {b}/current)\") && "
+            f"prev=$(if [ -L {b}/previous ]; then basename \"$(readlink -f {b}/previous)\"; fi) && "
+            f"slots={keep - 1} && if [ -n \"$prev\" ] && [ \"$prev\" != \"$cur\" ]; then slots=$((slots - 1)); fi && "
+            f"ls -1t | grep -v -x -e \"$cur\" -e \"${{prev:-$cur}}\" -e '.*\\.unpacking' -e '\\.incoming-.*' "
+            f"| tail -n +$((slots + 1)) | xargs -r rm -rf --")

@@ -69,6 +69,7 @@ class Catalog:
         except psycopg.OperationalError as exc:
             log.error("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
             response = as_json({"error": "database unavailable"}, status=503, headers={"Retry-After": "5"})
+        response.headers[release.HEADER] = self.release["version"]
         return response(environ, start_response)
 
     def on_healthz(self, request):

@@ -91,6 +91,7 @@ class Streaming:
             for name, value in exc.get_headers(environ):  # e.g. 416's Content-Range: bytes */SIZE
                 if name.lower() != "content-type":
                     response.headers[name] = value
+        response.headers[release.HEADER] = self.release["version"]
         return response(environ, start_response)
 
     def on_version(self, request):

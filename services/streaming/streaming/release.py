@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every response names the release that served it (the service model's version_header).
+HEADER = "X-Roadie-Version"
 
 
 def info(root: Path = ROOT) -> dict:

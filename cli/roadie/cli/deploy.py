@@ -1,0 +1,219 @@
+"""`roadie deploy`, `rollback`, `status`, `lock` and `audit`: thin over roadie.deploy."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import click
+
+from roadie import output
+from roadie.cli import options
+from roadie.errors import BadInput, OperationFailed
+
+INTERRUPTED = 130
+
+
+def _confirm(ctx, what: str, yes: bool) -> None:
+    try:
+        from roadie.confirm import confirm
+    except ImportError:  # until the shared helper lands: production needs --yes
+        if ctx.obj.env == "production" and not yes:
+            raise BadInput(f"{what} in production needs --yes (or a typed confirmation on a terminal).") from None
+        return
+    confirm(ctx, what, yes)
+
+
+def _print_plan(out, prepared) -> None:
+    p = prepared.plan
+    doc = {"env": prepared.env, "operation": prepared.operation, **p.as_dict()}
+    out.result(doc)
+    if out.json:
+        return
+    rows = [(b.index, "canary" if b.canary else "", h, p.moves[h].from_version or "(none)", p.moves[h].to_version)
+            for b in p.batches for h in b.hosts]
+    out.table(["batch", "", "host", "from", "to"], rows,
+              title=f"{prepared.operation} {p.service} {p.version} in {prepared.env}")
+    for h in p.unchanged:
+        out.info(f"{h}: already on {prepared.facts[h]['current']}, left alone")
+    out.info(f"{len(p.batches)} batch(es), min healthy {p.min_healthy}, max fail {p.max_fail}, "
+             f"drain timeout {p.drain_timeout} s; expected about {p.expected_seconds():.0f} s")
+
+
+def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False):
+    from roadie.deploy import run
+
+    out = output.of(ctx)
+    stop = threading.Event()
+    prepared = run.prepare(ctx.obj.env, service, version, opts, operation, out.emit, to_previous=to_previous)
+    prepared.deps.stop = stop
+    if plan_only:
+        _print_plan(out, prepared)
+        return
+    if not prepared.plan.moves:
+        out.result({"result": "ok", "service": service, "version": prepared.version, "hosts": []},
+                   f"every {service} host is already on {prepared.version}; nothing to do")
+        return
+    _confirm(ctx, f"{operation} {service} {prepared.version}", yes)
+    restore = run.stop_on_signals(stop, out.emit)
+    try:
+        outcome = run.execute(prepared)
+    finally:
+        restore()
+    hosts = outcome.hosts.values()
+    out.result({"service": service, "version": prepared.version, "env": ctx.obj.env, **outcome.as_dict()},
+               lambda: "\n".join(f"{r.host}: {r.from_version or '(none)'} -> {r.to_version}: {r.result}"
+                                 + (f" ({r.error})" if r.error else "") for r in hosts))
+    if outcome.result == "interrupted":
+        out.error(f"{operation} of {service} stopped on request; no host is drained or half-switched. "
+                  f"Run `roadie status` to see each host's version.", INTERRUPTED)
+        ctx.exit(INTERRUPTED)
+    if outcome.result != "ok":
+        raise OperationFailed(f"{operation} of {service} {prepared.version} failed: {outcome.error}; "
+                              "hosts it changed were put back.")
+
+
+def _deploy_options(f):
+    f = click.option("--batch-size", "batch", help="Hosts per batch: N or N% of the tier.")(f)
+    f = click.option("--canary", type=int, help="A first batch of N hosts, health-gated before the rest.")(f)
+    f = click.option("--max-fail", type=int, default=0, show_default=True,
+                     help="Host failures tolerated across the whole deploy before it stops and reverts.")(f)
+    f = click.option("--drain-timeout", type=int, help="Seconds to wait for a drained host's sessions "
+                                                       "(default: the service model's).")(f)
+    f = click.option("--lock-wait", type=float, default=0, show_default=True,
+                     help="Seconds to wait for another deploy's lock instead of refusing.")(f)
+    f = click.option("--message", "-m", default="", help="Why: kept with the lock and the audit record.")(f)
+    f = click.option("--plan", "plan_only", is_flag=True, help="Print batches and versions; change nothing.")(f)
+    f = click.option("--yes", is_flag=True, help="No confirmation prompt (production).")(f)
+    return options.common(f)
+
+
+@click.command()
+@click.argument("service")
+@click.argument("version")
+@_deploy_options
+@click.pass_context
+def deploy(ctx, service, version, batch, canary, max_fail, drain_timeout, lock_wait, message, plan_only, yes):
+    """Roll VERSION of SERVICE out, batch by batch, through the balancer."""
+    from roadie.deploy.run import Options
+
+    opts = Options(batch=batch, canary=canary, max_fail=max_fail, drain_timeout=drain_timeout,
+                   lock_wait=lock_wait, message=message)
+    _run(ctx, service, version, opts, "deploy", plan_only, yes)
+
+
+@click.command()
+@click.argument("service")
+@click.option("--to", "to_version", help="The version to return to (default: each host's previous release).")
+@_deploy_options
+@click.pass_context
+def rollback(ctx, service, to_version, batch, canary, max_fail, drain_timeout, lock_wait, message, plan_only, yes):
+    """Roll SERVICE back to each host's previous release (or --to VERSION), like a deploy."""
+    from roadie.deploy.run import Options
+
+    opts = Options(batch=batch, canary=canary, max_fail=max_fail, drain_timeout=drain_timeout,
+                   lock_wait=lock_wait, message=message)
+    _run(ctx, service, to_version, opts, "rollback", plan_only, yes, to_previous=to_version is None)
+
+
+@click.command()
+@options.common
+@click.pass_context
+def status(ctx):
+    """Per service and host: version, releases on disk, health, balancer state; and the locks."""
+    from roadie.deploy import status as st
+
+    out = output.of(ctx)
+    doc = st.collect(ctx.obj.env)
+    out.result(doc)
+    if out.json:
+        return
+    for svc in doc["services"]:
+        drift = " (version drift!)" if len(svc["versions"]) > 1 else ""
+        out.table(["host", "version", "previous", "releases", "unit", "balancer"],
+                  [(h["host"], h["current"], h["previous"], " ".join(h["releases"]), h["active"], h["balancer"])
+                   for h in svc["hosts"]],
+                  title=f"{svc['service']}: {', '.join(svc['versions']) or 'not deployed'}{drift}")
+        lock = svc["lock"]
+        out.info(f"  lock: {lock['describe'] if lock else 'free'}")
+
+
+@click.group()
+def lock():
+    """The deploy lock of a service (held in the environment, with a lease)."""
+
+
+@lock.command("status")
+@click.argument("service")
+@options.common
+@click.pass_context
+def lock_status(ctx, service):
+    """Who holds SERVICE's deploy lock, since when, why."""
+    from roadie import model
+    from roadie.deploy import run
+
+    model.load().service(service)
+    holder = run.lock_for(ctx.obj.env, service).holder()
+    output.of(ctx).result({"service": service, "env": ctx.obj.env, "holder": holder.as_dict() if holder else None},
+                          f"{service}: " + (f"locked by {holder.describe()}" if holder else "free"))
+
+
+@lock.command("release")
+@click.argument("service")
+@click.option("--force", is_flag=True, required=True, help="Required: take the lock away from its holder.")
+@click.option("--yes", is_flag=True, help="No confirmation prompt (production).")
+@options.common
+@click.pass_context
+def lock_release(ctx, service, force, yes):
+    """Remove SERVICE's lock from a dead deploy (audited)."""
+    from roadie import model
+    from roadie.deploy import run, table
+
+    model.load().service(service)
+    _confirm(ctx, f"force-release the {service} lock", yes)
+    holder = run.lock_for(ctx.obj.env, service).force_release()
+    run.record(ctx.obj.env, {"operation": "lock.release", "service": service, **table.actor(), "result": "ok",
+                             "holder": holder.as_dict() if holder else None})
+    output.of(ctx).result({"service": service, "released": holder.as_dict() if holder else None},
+                          f"{service}: " + (f"released the lock of {holder.describe()}" if holder
+                                            else "the lock was free"))
+
+
+def _since(text: str | None) -> float | None:
+    """`2026-11-23T10:00`, `90m`, `2h` or `7d`."""
+    if not text:
+        return None
+    import re
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if m:
+        return time.time() - int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"--since '{text}' is neither a time (2026-11-23T10:00) nor an age (90m, 2h, 7d).") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@click.command()
+@click.option("--service", help="Only this service's records.")
+@click.option("--since", help="Only records after this time (ISO 8601) or age (90m, 2h, 7d).")
+@options.common
+@click.pass_context
+def audit(ctx, service, since):
+    """Deploys, rollbacks and overrides recorded in the environment, oldest first."""
+    from roadie import model
+    from roadie.deploy import audit as log
+    from roadie.deploy import run
+
+    if service:
+        model.load().service(service)
+    ddb, name = run._state(ctx.obj.env)
+    records = log.query(ddb, name, ctx.obj.env, service=service, since=_since(since))
+    out = output.of(ctx)
+    out.result({"env": ctx.obj.env, "records": records})
+    if not out.json:
+        out.table(["when", "who", "operation", "service", "version", "result", "seconds", "message"],
+                  [(r["recorded_at"], r.get("who"), r.get("operation"), r.get("service"), r.get("version"),
+                    r.get("result"), r.get("seconds"), r.get("message")) for r in records])

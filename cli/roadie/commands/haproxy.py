@@ -1,0 +1,87 @@
+"""HAProxy runtime API commands, run on a load balancer host against its admin socket.
+
+socat exits 0 whatever HAProxy answered, so callers must read the answer:
+`set server` answers nothing on success and a sentence ("No such server.") on
+failure; `check_set` below tells the two apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shlex
+from dataclasses import dataclass
+
+
+def runtime(socket: str, *commands: str) -> str:
+    """Shell that sends commands (';'-separated, one session) to the admin socket."""
+    return f"echo {shlex.quote('; '.join(commands))} | socat -t 10 stdio UNIX-CONNECT:{shlex.quote(socket)}"
+
+
+def set_state(socket: str, backend: str, server: str, state: str) -> str:
+    assert state in ("ready", "drain", "maint"), state
+    return runtime(socket, f"set server {backend}/{server} state {state}")
+
+
+def set_weight(socket: str, backend: str, server: str, weight: str) -> str:
+    return runtime(socket, f"set server {backend}/{server} weight {weight}")
+
+
+def show_stat(socket: str) -> str:
+    return runtime(socket, "show stat")
+
+
+def check_set(answer: str) -> str | None:
+    """The error HAProxy gave to a `set server`, or None when it accepted it."""
+    text = answer.strip()
+    return text or None
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server's line of `show stat`."""
+
+    backend: str
+    name: str
+    status: str  # UP, DOWN, DRAIN, MAINT, "UP 1/3" (going down), "DOWN 1/2" (going up), "no check"
+    weight: int
+    sessions: int  # current sessions (scur)
+    total: int  # sessions since start (stot)
+    errors: int  # connection + response errors (econ + eresp)
+    http_5xx: int
+    response_ms: int  # average response time over the last 1024 requests (rtime)
+
+    @property
+    def up(self) -> bool:
+        """Taking traffic: health checks pass and not drained or in maintenance."""
+        return self.status == "UP" and self.weight > 0
+
+    @property
+    def healthy(self) -> bool:
+        """Health checks pass, whatever the admin state (a drained server may be healthy)."""
+        return self.status in ("UP", "DRAIN") or self.status.startswith("UP ")
+
+
+def _int(value: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def parse_stat(text: str) -> dict[tuple[str, str], Server]:
+    """Servers by (backend, server) from `show stat` CSV; frontends and backend rows skipped."""
+    lines = text.strip().splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise ValueError(f"not a show stat answer: {text.strip()[:120]!r}")
+    reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
+    found = {}
+    for row in reader:
+        if row.get("svname") in ("FRONTEND", "BACKEND") or not row.get("pxname"):
+            continue
+        found[(row["pxname"], row["svname"])] = Server(
+            backend=row["pxname"], name=row["svname"], status=row.get("status", ""),
+            weight=_int(row.get("weight")), sessions=_int(row.get("scur")), total=_int(row.get("stot")),
+            errors=_int(row.get("econ")) + _int(row.get("eresp")), http_5xx=_int(row.get("hrsp_5xx")),
+            response_ms=_int(row.get("rtime")))
+    return found

@@ -1,0 +1,305 @@
+"""The rolling deploy: stage everywhere, migrate once, then rotate batch by batch.
+
+Per host: drain in the balancer and wait for its sessions to end, switch
+`current`, restart, wait for health and the new version, enable, and wait for
+the balancer to see it UP. A host that fails goes back to its release and is
+re-enabled; past --max-fail every host this deploy changed goes back too, so a
+failed deploy leaves the tier on one version. A stop request (SIGINT/SIGTERM)
+lets hosts in progress finish and starts no new one: no host is left drained
+or half-switched.
+
+The engine talks to a transport (run/put on a host) and a balancer
+(servers/drain/ready); it never knows whether they are SSH and HAProxy.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from roadie.commands import release_host as cmd
+from roadie.deploy import plan as planner
+from roadie.errors import OperationFailed
+from roadie.events import Event, event
+from roadie.inventory import Host
+from roadie.model import Service
+
+PARALLEL = 8  # hosts worked on at once, within a batch and while staging
+UP_TIMEOUT = 30.0  # seconds for the balancer to see an enabled host UP
+POLL = 0.25
+
+
+class HostFailed(OperationFailed):
+    def __init__(self, host: str, step: str, cause: str):
+        super().__init__(f"{host}: {step} failed: {cause}")
+        self.host, self.step, self.cause = host, step, cause
+
+
+@dataclass
+class Deps:
+    """What the engine works through, chosen by the caller from the inventory."""
+
+    service: Service
+    hosts: dict[str, Host]  # the tier, by name, inventory order
+    transport: object
+    balancer: object | None  # None: bring-up, no traffic to protect
+    emit: Callable[[Event], None] = lambda ev: None
+    stop: threading.Event = field(default_factory=threading.Event)
+    health_seconds: int = 60
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class HostResult:
+    host: str
+    from_version: str | None
+    to_version: str
+    result: str = "pending"  # ok | failed | reverted | untouched
+    steps: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"host": self.host, "from": self.from_version, "to": self.to_version, "result": self.result,
+                "steps": {k: round(v, 3) for k, v in self.steps.items()}, "error": self.error}
+
+
+@dataclass
+class Outcome:
+    result: str  # ok | failed | interrupted
+    hosts: dict[str, HostResult]
+    error: str | None = None
+    batches_done: int = 0
+
+    def as_dict(self) -> dict:
+        return {"result": self.result, "error": self.error, "batches_done": self.batches_done,
+                "hosts": [h.as_dict() for h in self.hosts.values()]}
+
+
+# -- facts -----------------------------------------------------------------------
+
+def host_facts(d: Deps, names: list[str]) -> dict[str, dict]:
+    """current/previous release, releases on disk, unit state, free disk, per host (in parallel)."""
+    def one(name: str) -> dict:
+        out = d.transport.run(d.hosts[name], cmd.facts(d.service.name), "reading the release state")
+        return json.loads(out.strip().splitlines()[-1])
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(names)))) as pool:
+        return dict(zip(names, pool.map(one, names), strict=True))
+
+
+# -- stage and migrate -------------------------------------------------------------
+
+def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, facts: dict[str, dict]) -> None:
+    """Unpack the release beside the running one on every host; nothing is switched."""
+    svc = d.service.name
+    need = tarball.stat().st_size * 4  # tarball + unpacked tree, with room to spare
+
+    def one(name: str) -> None:
+        host = d.hosts[name]
+        if version in facts[name]["releases"]:
+            d.emit(event("deploy.staged", host=name, version=version, already=True))
+            return
+        if facts[name]["disk_free"] < need:
+            raise HostFailed(name, "stage", f"{facts[name]['disk_free'] // 2**20} MiB free under "
+                                            f"{cmd.base(svc)}, {need // 2**20} MiB needed")
+        started = time.monotonic()
+        try:
+            d.transport.put(host, tarball, cmd.incoming(svc, version))
+            d.transport.run(host, cmd.unpack(svc, version, sha256), "unpacking")
+        except OperationFailed as exc:
+            d.transport.run(host, f"rm -rf {cmd.incoming(svc, version)} {cmd.release_dir(svc, version)}.unpacking",
+                            "cleaning up a failed stage")
+            raise HostFailed(name, "stage", exc.message) from None
+        d.emit(event("deploy.staged", host=name, version=version, seconds=round(time.monotonic() - started, 3)))
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(names)))) as pool:
+        list(pool.map(one, names))
+
+
+def migrate(d: Deps, name: str, version: str) -> None:
+    started = time.monotonic()
+    d.transport.run(d.hosts[name], cmd.migrate(version), "migrating the database")
+    d.emit(event("deploy.migrated", host=name, version=version, seconds=round(time.monotonic() - started, 3)))
+
+
+# -- one host ---------------------------------------------------------------------
+
+def _wait(d: Deps, predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise OperationFailed(f"{what} not reached after {timeout:.0f} s")
+        d.sleep(POLL)
+
+
+def drain(d: Deps, name: str) -> int:
+    """Take the host out of rotation; wait until its sessions end or the drain timeout. Sessions left."""
+    b, backend = d.balancer, d.service.backend
+    b.drain(backend, name)
+    deadline = time.monotonic() + d.service.drain_timeout
+    while True:
+        left = b.servers(backend)[name].sessions
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        d.sleep(POLL)
+
+
+def enable(d: Deps, name: str) -> None:
+    b, backend = d.balancer, d.service.backend
+    b.ready(backend, name)
+    _wait(d, lambda: b.servers(backend)[name].up, UP_TIMEOUT, f"{name} UP in the balancer")
+
+
+def _switch_and_check(d: Deps, name: str, version: str) -> None:
+    svc, host = d.service, d.hosts[name]
+    d.transport.run(host, cmd.switch(svc.name, version), "switching current")
+    d.transport.run(host, cmd.restart(svc.name), "restarting")
+    d.transport.run(host, cmd.wait_healthy(svc.name, version, d.health_seconds, svc.health_path,
+                                           svc.version_path), "health check")
+
+
+def rotate(d: Deps, r: HostResult) -> HostResult:
+    """Move one host to r.to_version, or put it back on r.from_version if a step fails."""
+    name = r.host
+    step = "drain"
+    clock = time.monotonic()
+
+    def done(what: str) -> None:
+        nonlocal clock
+        now = time.monotonic()
+        r.steps[what] = now - clock
+        clock = now
+        d.emit(event("deploy.host.step", host=name, step=what, seconds=round(r.steps[what], 3)))
+
+    try:
+        if d.balancer:
+            left = drain(d, name)
+            done("drain")
+            if left:
+                d.emit(event("deploy.host.drain_timeout", host=name, sessions=left))
+        step = "switch"
+        d.transport.run(d.hosts[name], cmd.switch(d.service.name, r.to_version), "switching current")
+        done("switch")
+        step = "restart"
+        d.transport.run(d.hosts[name], cmd.restart(d.service.name), "restarting")
+        done("restart")
+        step = "health"
+        d.transport.run(d.hosts[name], cmd.wait_healthy(d.service.name, r.to_version, d.health_seconds,
+                                                        d.service.health_path, d.service.version_path),
+                        "health check")
+        done("health")
+        if d.balancer:
+            step = "enable"
+            enable(d, name)
+            done("enable")
+        r.result = "ok"
+        d.emit(event("deploy.host.done", host=name, to=r.to_version, **{"from": r.from_version}))
+        return r
+    except Exception as exc:
+        r.error = f"{step}: {getattr(exc, 'message', None) or exc}"
+        r.result = "failed"
+        d.emit(event("deploy.host.failed", host=name, step=step, error=r.error))
+        _put_back(d, r, switched=step not in ("drain",))
+        return r
+
+
+def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
+    """After a failed step: the previous release again (if it was switched), then back in rotation."""
+    name = r.host
+    try:
+        if switched and r.from_version and r.from_version != r.to_version:
+            _switch_and_check(d, name, r.from_version)
+            r.result = "reverted"
+            d.emit(event("deploy.host.reverted", host=name, to=r.from_version))
+    except Exception as exc:  # the old release is unhealthy too: say so, still re-enable below
+        r.error += f"; putting back {r.from_version} failed too: {getattr(exc, 'message', exc)}"
+    if d.balancer:
+        try:
+            enable(d, name)
+        except Exception as exc:
+            r.error += f"; re-enabling failed: {getattr(exc, 'message', exc)}"
+
+
+# -- batches ----------------------------------------------------------------------
+
+def _live_up(d: Deps) -> set[str]:
+    return {n for n, s in d.balancer.servers(d.service.backend).items() if s.up}
+
+
+def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail: bool = True) -> Outcome:
+    """Rotate the plan's batches; stop past max_fail or on a stop request."""
+    failures = 0
+    pending = [list(b.hosts) for b in p.batches]
+    canary = {h for b in p.batches if b.canary for h in b.hosts}
+    done_batches = 0
+    while pending:
+        if d.stop.is_set():
+            return Outcome("interrupted", results, "stopped on request", done_batches)
+        batch = pending.pop(0)
+        if d.balancer:
+            up = _live_up(d)
+            chosen = planner.capacity(batch, up, list(d.hosts), p.min_healthy)
+            if not chosen:
+                down = [h for h in d.hosts if h not in up]
+                return Outcome("failed", results,
+                               f"taking {batch[0]} out would leave fewer than {p.min_healthy} healthy "
+                               f"{d.service.name} host(s) (out of service now: {', '.join(down) or 'none'})",
+                               done_batches)
+            if len(chosen) < len(batch):
+                pending.insert(0, [h for h in batch if h not in chosen])
+            batch = chosen
+        d.emit(event("deploy.batch.started", index=done_batches + 1, hosts=batch,
+                     canary=bool(canary & set(batch))))
+        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(batch))) as pool:
+            list(pool.map(lambda n: rotate(d, results[n]), batch))
+        done_batches += 1
+        failed = [n for n in batch if results[n].result in ("failed", "reverted")]
+        failures += len(failed)
+        d.emit(event("deploy.batch.done", index=done_batches, hosts=batch, failed=failed))
+        if failed and failures > p.max_fail and stop_on_fail:
+            first = results[failed[0]]
+            return Outcome("failed", results, f"{first.host}: {first.error}", done_batches)
+    return Outcome("ok", results, None, done_batches)
+
+
+def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str]:
+    """Every host this deploy moved goes back to where it was, rolling, in the plan's batch size."""
+    moved = [n for n, r in results.items() if r.result == "ok" and r.from_version]
+    if not moved:
+        return []
+    d.emit(event("deploy.revert.started", hosts=moved))
+    size = max(len(b.hosts) for b in p.batches)
+    back = {n: HostResult(n, results[n].to_version, results[n].from_version) for n in moved}
+    batches = tuple(planner.Batch(i + 1, tuple(moved[i * size:(i + 1) * size]))
+                    for i in range((len(moved) + size - 1) // size))
+    rp = planner.Plan(service=p.service, version="previous", batches=batches, min_healthy=p.min_healthy,
+                      max_fail=len(moved), drain_timeout=p.drain_timeout)
+    keep = d.stop.is_set()
+    d.stop.clear()  # a stop request does not stop putting hosts back
+    try:
+        roll(d, rp, back, stop_on_fail=False)
+    finally:
+        if keep:
+            d.stop.set()
+    for n in moved:
+        results[n].result = "reverted" if back[n].result == "ok" else "failed"
+        if back[n].result != "ok":
+            results[n].error = f"reverting: {back[n].error}"
+    return moved
+
+
+def prune(d: Deps, names: list[str]) -> None:
+    for name in names:
+        try:
+            d.transport.run(d.hosts[name], cmd.prune(d.service.name), "pruning old releases")
+        except OperationFailed as exc:  # old releases left behind cost disk, not service
+            d.emit(event("deploy.prune_failed", host=name, error=exc.message))

@@ -1,0 +1,246 @@
+"""A deploy or rollback from start to end: preflight, plan, lock, stage, migrate, roll, audit.
+
+The CLI (cli/deploy.py) parses and prints; `release install` and `ops restart`
+use the same functions, so there is one code path that switches releases.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from roadie import inventory, model, paths
+from roadie.deploy import audit, engine, table
+from roadie.deploy import plan as planner
+from roadie.deploy.lock import Lock
+from roadie.errors import BadInput, OperationFailed
+from roadie.events import Event, event
+from roadie.release import artifact, versions
+
+
+@dataclass
+class Options:
+    batch: str | None = None
+    canary: int | None = None
+    max_fail: int = 0
+    drain_timeout: int | None = None
+    lock_wait: float = 0
+    message: str = ""
+    hosts: list[str] | None = None  # a subset of the tier (release install --hosts)
+    bring_up: bool = False  # every host at once, no balancer: first install only
+    health_seconds: int = 60
+
+
+@dataclass
+class Prepared:
+    env: str
+    operation: str  # deploy | rollback | install
+    service: model.Service
+    version: str
+    plan: planner.Plan
+    deps: engine.Deps
+    facts: dict[str, dict]
+    options: Options
+    tarballs: dict[str, tuple[Path, str]] = field(default_factory=dict)  # version -> (path, sha256)
+
+
+def _vars(inv: inventory.Inventory) -> dict:
+    return next(iter(inv.hosts.values())).vars if inv.hosts else inv.group_vars
+
+
+def tier(inv: inventory.Inventory, svc: model.Service, only: list[str] | None) -> list[inventory.Host]:
+    hosts = inv.group(svc.group)
+    if not hosts:
+        raise BadInput(f"The {inv.env} inventory has no '{svc.group}' group of {svc.name} hosts.")
+    if only is not None:
+        if not only:
+            raise BadInput("--hosts names no host; leave it out to mean every host.")
+        names = {h.name for h in hosts}
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise BadInput(f"{', '.join(unknown)} not in the {svc.group} group ({', '.join(sorted(names))}).")
+        hosts = [h for h in hosts if h.name in only]
+    return hosts
+
+
+def fetch_published(env: str, service: str, version: str) -> tuple[Path, str]:
+    """The published artifact, downloaded once into dist/ and checked against its published sha256."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from roadie import aws
+    from roadie.release import publish
+
+    s3 = aws.env_client(env, "s3")
+    bucket = aws.bucket(env, "artifacts")
+    key = publish.keys(service, version)["tarball"]
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            raise BadInput(f"{service} {version} was never published in {env}: "
+                           f"`roadie release publish {service} {version}` first.") from None
+        raise OperationFailed(f"The {env} artifacts bucket could not be read: {exc}") from None
+    except BotoCoreError as exc:
+        raise OperationFailed(f"The {env} AWS API did not answer: {exc}") from None
+    published = head.get("Metadata", {}).get("sha256", "")
+    path = artifact.artifact_path(service, version, paths.DIST)
+    if not path.is_file() or artifact.sha256_file(path) != published:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".download")
+        s3.download_file(bucket, key, str(tmp))
+        tmp.replace(path)
+    sha = artifact.sha256_file(path)
+    if sha != published:
+        raise BadInput(f"{path.name} has sha256 {sha[:12]}… but {env} published {published[:12]}…; "
+                       "the artifact in the bucket or its metadata was changed.")
+    artifact.verify(path, service, version)
+    return path, sha
+
+
+def _check_version(version: str) -> None:
+    if version.strip().lower() in ("latest", "current", "head"):
+        raise BadInput(f"'{version}' is not a release: name the version to deploy (roadie release list SERVICE).")
+    versions.parse(version)
+
+
+def prepare(env: str, service_name: str, version: str | None, opts: Options, operation: str,
+            emit: Callable[[Event], None], to_previous: bool = False, artifact_source=None) -> Prepared:
+    """Everything that changes nothing: inputs, facts, plan, artifact. Errors here are BadInput."""
+    from roadie import transport as transports
+    from roadie.deploy.balancer import HAProxy
+
+    stack = model.load()
+    svc = stack.service(service_name)
+    if version is not None:
+        _check_version(version)
+    inv = inventory.load(env)
+    hosts = tier(inv, svc, opts.hosts)
+    if opts.drain_timeout is not None:
+        if not 0 <= opts.drain_timeout <= 3600:
+            raise BadInput("--drain-timeout must be between 0 and 3600 seconds.")
+        svc = svc.model_copy(update={"drain_timeout": opts.drain_timeout})
+    v = _vars(inv)
+    transport = transports.for_env(env, str(v.get("roadie_connection", "ssh")))
+    balancer = None
+    if not opts.bring_up:
+        balancer = HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
+    deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer,
+                       emit=emit, health_seconds=opts.health_seconds)
+    names = [h.name for h in hosts]
+    try:
+        facts = engine.host_facts(deps, names)
+    except OperationFailed as exc:
+        raise BadInput(f"Preflight: {exc.message}; nothing was changed.") from None
+    if balancer:
+        try:
+            servers = balancer.servers(svc.backend)
+        except OperationFailed as exc:
+            raise BadInput(f"Preflight: the balancer did not answer: {exc.message}; nothing was changed.") from None
+        missing = [n for n in names if n not in servers]
+        if missing:
+            raise BadInput(f"Preflight: {', '.join(missing)} not in the balancer's {svc.backend} backend; "
+                           "converge the load balancer first.")
+    current = {n: facts[n]["current"] for n in names}
+    to = None
+    if to_previous:
+        to = {}
+        for n in names:
+            prev = facts[n]["previous"]
+            if not prev:
+                raise BadInput(f"{n} has no previous {svc.name} release to roll back to; use --to VERSION.")
+            to[n] = prev
+        version = "previous"
+    p = planner.build(svc.name, version, current, to=to, batch=opts.batch, canary=opts.canary,
+                      max_fail=opts.max_fail, min_healthy=svc.min_healthy, drain_timeout=svc.drain_timeout,
+                      bring_up=opts.bring_up)
+    prepared = Prepared(env=env, operation=operation, service=svc, version=version, plan=p, deps=deps,
+                        facts=facts, options=opts)
+    wanted = {m.to_version for m in p.moves.values()
+              if m.to_version not in facts[m.host]["releases"]}
+    for ver in sorted(wanted):
+        prepared.tarballs[ver] = (artifact_source or fetch_published)(env, svc.name, ver)
+    return prepared
+
+
+def _state(env: str):
+    inv = inventory.load(env)
+    ddb = table.client(env)
+    name = table.name_for(inv)
+    table.ensure(ddb, name, emulated=bool(_vars(inv).get("roadie_aws_endpoint_url")))
+    return ddb, name
+
+
+def lock_for(env: str, service: str) -> Lock:
+    ddb, name = _state(env)
+    return Lock(ddb, name, env, service)
+
+
+def record(env: str, doc: dict) -> dict:
+    ddb, name = _state(env)
+    return audit.record(ddb, name, env, doc)
+
+
+def execute(p: Prepared) -> engine.Outcome:
+    """Lock, stage, migrate, roll; revert on failure; audit; release the lock."""
+    d, svc, plan = p.deps, p.service, p.plan
+    actor = table.actor()
+    lock = lock_for(p.env, svc.name)
+    lock.acquire(actor, p.operation, p.options.message, wait=p.options.lock_wait,
+                 on_wait=lambda h: d.emit(event("lock.waiting", holder=h.as_dict(),
+                                                text=f"waiting for the {svc.name} lock: {h.describe()}")))
+    lock.start_renewing()
+    started = time.time()
+    results = {n: engine.HostResult(n, m.from_version, m.to_version) for n, m in plan.moves.items()}
+    outcome = engine.Outcome("failed", results, "did not start")
+    d.emit(event(f"{p.operation}.started", service=svc.name, version=p.version, env=p.env,
+                 batches=[list(b.hosts) for b in plan.batches], unchanged=list(plan.unchanged)))
+    try:
+        for ver, (path, sha) in p.tarballs.items():
+            stage_on = [h for h, m in plan.moves.items() if m.to_version == ver]
+            engine.stage(d, stage_on, ver, path, sha, p.facts)
+        if svc.migrations and plan.moves and p.operation != "rollback":
+            engine.migrate(d, plan.hosts[0], p.version)
+        outcome = engine.roll(d, plan, results)
+        if lock.lost and outcome.result == "ok":
+            outcome = engine.Outcome("failed", results, f"lock lost: {lock.lost}", outcome.batches_done)
+        if outcome.result == "failed":
+            engine.revert(d, plan, results)
+        elif outcome.result == "ok":
+            engine.prune(d, plan.hosts)
+    except OperationFailed as exc:
+        outcome = engine.Outcome("failed", results, exc.message, outcome.batches_done)
+        engine.revert(d, plan, results)
+    finally:
+        for r in results.values():
+            if r.result == "pending":
+                r.result = "untouched"
+        doc = {"operation": p.operation, "service": svc.name, "version": p.version, **actor,
+               "message": p.options.message, "started_at": audit.iso(started),
+               "seconds": round(time.time() - started, 3), **outcome.as_dict(),
+               "plan": {"batches": [list(b.hosts) for b in plan.batches], "max_fail": plan.max_fail,
+                        "canary": p.options.canary, "unchanged": list(plan.unchanged)}}
+        try:
+            record(p.env, doc)
+        finally:
+            lock.release()
+            d.transport.close()
+        d.emit(event(f"{p.operation}.finished", service=svc.name, version=p.version, result=outcome.result,
+                     error=outcome.error, seconds=doc["seconds"]))
+    return outcome
+
+
+def stop_on_signals(stop: threading.Event, emit: Callable[[Event], None]):
+    """SIGINT/SIGTERM set `stop` (hosts in progress finish); returns a function restoring the old handlers."""
+    import signal
+
+    def handler(signum, _frame):
+        if not stop.is_set():
+            emit(event("interrupt", signal=signal.Signals(signum).name,
+                       text="stopping: hosts in progress finish, no new host starts"))
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(s, h) for s, h in old.items()]

@@ -1,0 +1,47 @@
+"""`roadie status`: what runs where, read from the hosts, the balancer and the lock."""
+
+from __future__ import annotations
+
+from roadie import inventory, model
+from roadie import transport as transports
+from roadie.deploy import engine, run
+from roadie.deploy.balancer import HAProxy
+from roadie.errors import OperationFailed
+
+
+def _balancer_view(balancer, backend: str) -> dict[str, str]:
+    try:
+        return {n: s.status + ("" if s.weight or s.status != "UP" else " (weight 0)")
+                for n, s in balancer.servers(backend).items()}
+    except OperationFailed as exc:
+        return {"*": f"unknown: {exc.message}"}
+
+
+def collect(env: str) -> dict:
+    stack = model.load()
+    inv = inventory.load(env)
+    v = run._vars(inv)
+    transport = transports.for_env(env, str(v.get("roadie_connection", "ssh")))
+    balancer = HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
+    services = []
+    try:
+        for svc in stack.services.values():
+            hosts = inv.group(svc.group)
+            deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer)
+            rows = []
+            for h in hosts:
+                try:
+                    f = engine.host_facts(deps, [h.name])[h.name]
+                except OperationFailed as exc:
+                    f = {"current": None, "previous": None, "releases": [], "active": f"unreachable: {exc.message}"}
+                rows.append({"host": h.name, **{k: f.get(k) for k in ("current", "previous", "releases", "active")}})
+            view = _balancer_view(balancer, svc.backend)
+            for r in rows:
+                r["balancer"] = view.get(r["host"], view.get("*", "not in balancer"))
+            holder = run.lock_for(env, svc.name).holder()
+            services.append({"service": svc.name, "versions": sorted({r["current"] for r in rows if r["current"]}),
+                             "hosts": rows,
+                             "lock": {**holder.as_dict(), "describe": holder.describe()} if holder else None})
+    finally:
+        transport.close()
+    return {"env": env, "services": services}
