@@ -35,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "cli"))
 
-from roadie.cli.converge import prepare, run  # noqa: E402
+from roadie.converge.run import prepare, run  # noqa: E402
+from roadie import procs  # noqa: E402
 
 ROADIE = [sys.executable, "-m", "roadie"]
 
@@ -80,7 +81,7 @@ def converge_once(label: str, timeout: float, **kwargs) -> dict:
            "ok": recap.ok and rc == 0, "hosts": len(recap.hosts), "changed": totals.get("changed"),
            "tasks_ok": totals.get("ok"), "timed_out": not recap.complete and seconds >= timeout}
     if not recap.complete and not row["timed_out"]:
-        row["error"] = (stderr.strip().splitlines() or ["no output"])[-1]
+        row["error"] = procs.last_line(stderr)
     print(f"  {label:14s} {seconds:7.1f} s  changed={row['changed']} ok={row['ok']}"
           f"{'  (timed out: lower bound)' if row['timed_out'] else ''}", file=sys.stderr)
     return row

@@ -5,6 +5,8 @@ fast even though deploys pull in Fabric, and infra pulls in Pulumi and boto3.
 """
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -16,10 +18,62 @@ SUBCOMMANDS = {
     "converge": ("roadie.cli.converge", "converge", "Configure hosts with the Ansible roles."),
     "release": ("roadie.cli.release", "release", "Build, publish and list release artifacts."),
     "infra": ("roadie.cli.infra", "infra", "Preview and apply the Pulumi stacks."),
+    "deploy": ("roadie.cli.deploy", "deploy", "Roll a release out, batch by batch, through the balancer."),
+    "rollback": ("roadie.cli.deploy", "rollback", "Roll a service back to its previous release."),
+    "status": ("roadie.cli.deploy", "status", "Versions, health and balancer state per host; the locks."),
+    "lock": ("roadie.cli.deploy", "lock", "Show or force-release a service's deploy lock."),
+    "audit": ("roadie.cli.deploy", "audit", "Deploys and overrides recorded in the environment."),
 }
 
 
+def _output_requested(args: list[str]) -> str | None:
+    """The last `--output X` on the command line (before a `--`), or ROADIE_OUTPUT.
+
+    Read from argv because a usage error can stop parsing before the option's
+    callback runs (a missing argument, a bad choice, an unknown option).
+    """
+    found = os.environ.get("ROADIE_OUTPUT")
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        value = args[i + 1] if arg == "--output" and i + 1 < len(args) else (
+            arg.split("=", 1)[1] if arg.startswith("--output=") else None)
+        if value in ("text", "json"):  # a bad value (--output yaml) is the error; the last good one says how
+            found = value
+    return found if found in ("text", "json") else None
+
+
 class LazyGroup(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Every failure of every command ends here: one error line, as text or JSON, and its exit code.
+
+        BadInput and click's usage errors exit 2, OperationFailed 1. Under
+        `--output json` the error is a JSON line on stdout
+        (`{"event": "error", "error": ..., "exit_code": N}`); as text it is
+        `Error: ...` on stderr (usage errors keep click's usage hint).
+        """
+        from roadie.output import Output
+
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            rv = super().main(args=argv, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                              **extra)
+        except click.exceptions.Exit as exc:  # --help, --version, ctx.exit()
+            rv = exc.exit_code
+        except click.ClickException as exc:
+            as_json = _output_requested(argv) == "json"
+            if not as_json and isinstance(exc, click.UsageError):
+                exc.show()
+            else:
+                Output(json_mode=as_json).error(exc.format_message(), exc.exit_code)
+            rv = exc.exit_code
+        except click.Abort:  # Ctrl-C or EOF at a prompt
+            Output(json_mode=_output_requested(argv) == "json").error("Interrupted; stopped.", 130)
+            rv = 130
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def list_commands(self, ctx):
         return sorted(SUBCOMMANDS)
 

@@ -7,9 +7,10 @@ writes, errors included (see main.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import click
 
@@ -61,11 +62,55 @@ class Output:
             t.add_row(*("" if v is None else str(v) for v in row))
         Console(file=self._out or sys.stdout).print(t)
 
+    def line(self, text: str) -> None:
+        """A line of the command's text answer on stdout (a tool's own output passed through); nothing under json."""
+        if not self.json:
+            self._write(text)
+
+    def log(self, text: str) -> None:
+        """Alias of info(), for engines that take a `log(str)` callable (the fleet, release install)."""
+        self.info(text)
+
+    def styled(self, text: str, style: str | None = None) -> None:
+        """A line of progress for a person (rich markup style such as "dim" or "red"); nothing under json."""
+        if self.json:
+            return
+        stream = self._err or sys.stderr
+        if style and _is_terminal(stream):
+            from rich.console import Console
+
+            Console(file=stream, highlight=False).print(text, style=style, markup=False)
+        else:
+            self._write(text, err=True)
+
+    @contextlib.contextmanager
+    def progress(self, text: str) -> Iterator[None]:
+        """Live progress for long work: a spinner on a terminal, one line elsewhere, nothing under json."""
+        if self.json:
+            yield
+            return
+        stream = self._err or sys.stderr
+        if not _is_terminal(stream):
+            self._write(text, err=True)
+            yield
+            return
+        from rich.console import Console
+
+        with Console(file=stream).status(text):
+            yield
+
     def error(self, message: str, exit_code: int) -> None:
         if self.json:
             self._write(json.dumps({"event": "error", "error": message, "exit_code": exit_code}))
         else:
             self._write(f"Error: {message}", err=True)
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def of(ctx: click.Context) -> Output:

@@ -13,6 +13,32 @@ import time
 from pathlib import Path
 
 
+def last_line(text: str | None, default: str = "no output") -> str:
+    """The last non-blank line of a process's output: where tools say what went wrong."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else default
+
+
+def run(argv: list[str], what: str | None = None, error=None, **kwargs) -> subprocess.CompletedProcess:
+    """Run argv to its end (text, output captured); on a non-zero exit raise `error`
+    (OperationFailed by default) naming `what` (default: the command line) and the
+    last line of its stderr (or stdout when stderr is empty). A missing program is
+    the same error, not a traceback."""
+    from roadie.errors import OperationFailed
+
+    error = error or OperationFailed
+    what = what or f"`{' '.join(str(a) for a in argv)}`"
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    try:
+        proc = subprocess.run(argv, **kwargs)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise error(f"{what} failed: cannot run {argv[0]}: {exc.strerror}.") from None
+    if proc.returncode != 0:
+        raise error(f"{what} failed: {last_line(proc.stderr or proc.stdout, f'exit {proc.returncode}')}")
+    return proc
+
+
 def start_detached(argv: list[str], log: Path, env: dict | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:

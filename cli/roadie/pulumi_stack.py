@@ -6,11 +6,12 @@ fast. Tests pass their own `PulumiCommand` to record the command lines.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
-from roadie import paths
+from roadie import paths, procs
 from roadie.errors import BadInput, OperationFailed
 
 INFRA = paths.ROOT / "infra"
@@ -52,13 +53,51 @@ def needs_confirmation(operation: str, production: bool) -> bool:
 
 
 def pulumi_command():
-    """The real CLI; raises BadInput with the install hint where there is none."""
-    from pulumi.automation import PulumiCommand
+    """The real CLI, checked: one BadInput line (exit 2) when it is missing, broken or too old."""
+    import shutil
+    import subprocess
 
+    from pulumi.automation import PulumiCommand
+    from pulumi.automation._cmd import _MINIMUM_VERSION
+    from pulumi.automation.errors import InvalidVersionError
+
+    where = shutil.which("pulumi")
+    env = {**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"}
     try:
-        return PulumiCommand()
+        # Run it ourselves first: the SDK lets its stderr through and raises a bare
+        # CalledProcessError; we want its last line in one sentence.
+        proc = subprocess.run(["pulumi", "version"], capture_output=True, text=True, env=env, timeout=60)
     except FileNotFoundError:
         raise BadInput(INSTALL_HINT) from None
+    except PermissionError:
+        raise BadInput(f"The pulumi CLI on PATH ({_on_path('pulumi')}) is not executable: "
+                       "reinstall it (see https://www.pulumi.com/docs/install/).") from None
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"`pulumi version` ({where}) did not answer in 60 s: the pulumi CLI is broken; "
+                       "reinstall it.") from None
+    except OSError as exc:
+        raise BadInput(f"The pulumi CLI ({where or _on_path('pulumi')}) cannot be run: {exc.strerror}; "
+                       "reinstall it.") from None
+    if proc.returncode != 0:
+        raise BadInput(f"The pulumi CLI ({where}) is broken: `pulumi version` exited {proc.returncode}: "
+                       f"{procs.last_line(proc.stderr or proc.stdout)}; reinstall it.")
+    try:
+        return PulumiCommand()
+    except InvalidVersionError:
+        found = proc.stdout.strip() or "no version"
+        raise BadInput(f"The pulumi CLI ({where}) says its version is {found!r}; roadie infra needs "
+                       f"{_MINIMUM_VERSION} or newer: upgrade it (see https://www.pulumi.com/docs/install/).") \
+            from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BadInput(f"The pulumi CLI ({where}) is broken: {exc}; reinstall it.") from None
+
+
+def _on_path(name: str) -> str:
+    """The first file called `name` on PATH, executable or not."""
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if d and os.path.isfile(os.path.join(d, name)):
+            return os.path.join(d, name)
+    return name
 
 
 def open_stack(stack: str, command=None):
@@ -122,6 +161,4 @@ def run(stack_name: str, operation: str, command=None, on_output: Callable[[str]
 def _last_line(exc: Exception) -> str:
     """The CLI's last word on stderr: where it says what went wrong."""
     text = str(exc)
-    stderr = text.split("stderr:", 1)[1] if "stderr:" in text else text
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return lines[-1] if lines else "no error output"
+    return procs.last_line(text.split("stderr:", 1)[1] if "stderr:" in text else text, "no error output")

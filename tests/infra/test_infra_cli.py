@@ -15,8 +15,7 @@ from pulumi.automation import CommandResult, PulumiCommand
 from pulumi.automation.errors import create_command_error
 from semver import VersionInfo
 
-from roadie import pulumi_stack
-from roadie.cli import infra as infra_cli
+from roadie import confirm, pulumi_stack
 from roadie.main import main
 
 POLICIES = str(pulumi_stack.INFRA / "policies")
@@ -69,7 +68,7 @@ def recorder(monkeypatch):
 
 def invoke(*args, interactive=False, input=None, monkeypatch=None):
     if monkeypatch:
-        monkeypatch.setattr(infra_cli, "_interactive", lambda: interactive)
+        monkeypatch.setattr(confirm, "interactive", lambda: interactive)
     return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
 
 
@@ -146,7 +145,7 @@ def test_outputs_text(recorder, monkeypatch):
 def test_prod_without_yes_and_no_terminal_is_refused(recorder, monkeypatch, verb):
     res = invoke("infra", verb, "--stack", "prod", monkeypatch=monkeypatch)
     assert res.exit_code == 2
-    assert re.fullmatch(rf"Error: Refusing to {verb} production stack prod without --yes .*\n", res.output)
+    assert re.fullmatch(rf"Error: Refusing to {verb} production stack prod: it needs --yes .*\n", res.output)
     assert recorder.calls == []
 
 
@@ -202,6 +201,38 @@ def test_missing_pulumi_cli_is_one_line_and_exit_2(monkeypatch, tmp_path):
     assert res.exit_code == 2
     assert res.output.count("\n") == 1
     assert res.output.startswith("Error: The pulumi CLI is not installed") and "install" in res.output
+
+
+BROKEN_PULUMI = {
+    "fails": ("#!/bin/sh\necho 'loading plugins' >&2\necho 'error: cannot read ~/.pulumi/credentials.json' >&2\n"
+              "exit 3\n", 0o755, "`pulumi version` exited 3: error: cannot read ~/.pulumi/credentials.json"),
+    "too-old": ("#!/bin/sh\necho v3.0.0\n", 0o755, "says its version is 'v3.0.0'; roadie infra needs"),
+    "garbage-version": ("#!/bin/sh\necho 'hello'\n", 0o755, "says its version is 'hello'"),
+    "not-executable": ("#!/bin/sh\necho v3.200.0\n", 0o644, "is not executable"),
+    "not-a-program": ("\x7fELF garbage", 0o755, "cannot be run: Exec format error"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_PULUMI))
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_broken_pulumi_cli_is_one_line_and_exit_2(monkeypatch, tmp_path, kind, json_mode):
+    script, mode, message = BROKEN_PULUMI[kind]
+    fake = tmp_path / "pulumi"
+    fake.write_text(script)
+    fake.chmod(mode)
+    monkeypatch.setenv("PATH", str(tmp_path))  # the broken pulumi, and nothing else
+    args = ["infra", "preview", "--stack", "dev"] + (["--output", "json"] if json_mode else [])
+    res = invoke(*args, monkeypatch=monkeypatch)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    if json_mode:
+        doc = json.loads(res.stdout)
+        assert doc["event"] == "error" and doc["exit_code"] == 2 and message in doc["error"], res.output
+        assert res.stderr == ""
+    else:
+        assert res.stdout == ""
+        assert res.stderr.count("\n") == 1 and res.stderr.startswith("Error: The pulumi CLI"), res.stderr
+        assert message in res.stderr, res.stderr
 
 
 def test_help_imports_neither_pulumi_nor_boto3():

@@ -95,10 +95,16 @@ def test_playbook_env_mitogen_needs_its_plugins():
 
 
 @pytest.mark.parametrize("value, expected", [
-    (None, []), ("", []), ("catalog", ["catalog"]), ("db-1, lb-1,,", ["db-1", "lb-1"]),
+    (None, []), ("catalog", ["catalog"]), ("db-1, lb-1,,", ["db-1", "lb-1"]),
 ])
 def test_split_list(value, expected):
     assert cmd.split_list(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", ",", " ", " , ,"])
+def test_split_list_refuses_a_given_value_that_names_nothing(value):
+    with pytest.raises(BadInput, match="--hosts is empty"):
+        cmd.split_list(value, "--hosts", "host")
 
 
 @pytest.mark.parametrize("name", ["catalog:&db", "all!", "a b", "../x", "$(id)"])
@@ -183,7 +189,7 @@ def test_read_event_ignores_other_output(line):
 @pytest.fixture
 def fake_run(monkeypatch, tmp_path):
     """roadie converge with secrets in a temporary state dir and a recorded, canned run."""
-    from roadie.cli import converge as cli
+    from roadie.converge import run as engine
 
     monkeypatch.setenv("ROADIE_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("ROADIE_VAULT_PASSWORD_FILE", raising=False)
@@ -193,7 +199,7 @@ def fake_run(monkeypatch, tmp_path):
         canned.calls.append((argv, env))
         return cmd.summarize(canned.lines), canned.rc, ""
 
-    monkeypatch.setattr(cli, "run", run)
+    monkeypatch.setattr(engine, "run", run)
     return canned
 
 
@@ -239,18 +245,54 @@ def test_cli_failure_exits_1(fake_run, lines, rc):
     (["converge", "--tags", "a b"], "Bad tag"),
     (["converge", "--playbook", "nope.yml"], "No playbook nope.yml"),
     (["--env", "nowhere", "converge"], "Unknown environment"),
+    (["converge", "--limit", ""], "--limit is empty"),
+    (["converge", "--limit", ","], "--limit is empty"),
+    (["converge", "--limit", " "], "--limit is empty"),
+    (["converge", "--tags", ""], "--tags is empty"),
+    (["converge", "--env", "production"], "Refusing to converge production: it needs --yes"),
+    (["converge", "--strategy", "fast"], "Invalid value for '--strategy'"),
 ])
-def test_cli_bad_input_exits_2_before_running(fake_run, args, message):
-    result = CliRunner().invoke(main, args)
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_cli_bad_input_exits_2_before_running(fake_run, monkeypatch, args, message, json_mode):
+    from roadie import confirm
+
+    monkeypatch.setattr(confirm, "interactive", lambda: False)
+    result = CliRunner().invoke(main, args + (["--output", "json"] if json_mode else []))
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    if json_mode:
+        doc = json.loads(result.stdout)
+        assert doc["event"] == "error" and doc["exit_code"] == 2 and message in doc["error"], result.output
+    else:
+        assert message in result.stderr and result.stdout == ""
     assert fake_run.calls == []
 
 
-def test_cli_mitogen_missing(fake_run, monkeypatch):
-    from roadie.cli import converge as cli
+@pytest.mark.parametrize("args", [["--yes"], ["-y"], ["--check"]])
+def test_cli_production_goes_on_with_yes_or_in_check_mode(fake_run, monkeypatch, args):
+    from roadie import confirm
 
-    monkeypatch.setattr(cli, "_mitogen_dir", lambda: None)
+    monkeypatch.setattr(confirm, "interactive", lambda: False)
+    fake_run.lines = [CLEAN]
+    result = CliRunner().invoke(main, ["converge", "--env", "production", *args])
+    assert result.exit_code == 0, result.output
+    assert len(fake_run.calls) == 1
+
+
+@pytest.mark.parametrize("typed, exit_code", [("production\n", 0), ("yes\n", 2), ("\n", 2)])
+def test_cli_production_typed_confirmation(fake_run, monkeypatch, typed, exit_code):
+    from roadie import confirm
+
+    monkeypatch.setattr(confirm, "interactive", lambda: True)
+    fake_run.lines = [CLEAN]
+    result = CliRunner().invoke(main, ["converge", "--env", "production"], input=typed)
+    assert result.exit_code == exit_code, result.output
+    assert len(fake_run.calls) == (exit_code == 0)
+
+
+def test_cli_mitogen_missing(fake_run, monkeypatch):
+    from roadie.converge import run as engine
+
+    monkeypatch.setattr(engine, "mitogen_dir", lambda: None)
     result = CliRunner().invoke(main, ["converge", "--strategy", "mitogen"])
     assert result.exit_code == 2 and "not installed" in result.output
     fake_run.lines = [CLEAN]
@@ -261,7 +303,7 @@ def test_cli_mitogen_missing(fake_run, monkeypatch):
 
 
 def test_mitogen_is_found_in_this_venv():
-    from roadie.cli import converge as cli
+    from roadie.converge import run as engine
 
-    found = cli._mitogen_dir()
+    found = engine.mitogen_dir()
     assert found and Path(found, "mitogen_linear.py").is_file()

@@ -146,6 +146,13 @@ def rewrite(src: Path, dest: Path, change) -> None:
             tout.addfile(extra[0], io.BytesIO(extra[1]) if extra[1] is not None else None)
 
 
+def corrupt_trailer(data: bytes, field: str) -> bytes:
+    """The gzip stream with its trailer's CRC-32 or length (ISIZE) changed: every tar
+    member still reads, only a reader that goes to the end of the stream notices."""
+    at = len(data) - (8 if field == "crc" else 4)
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
 def tampered(tmp_path, kind):
     tree = make_tree(tmp_path / "t")
     good = tmp_path / "svc-1.0.0.tar.gz"
@@ -157,6 +164,9 @@ def tampered(tmp_path, kind):
         return bad
     if kind == "truncated":
         bad.write_bytes(good.read_bytes()[:200])
+        return bad
+    if kind in ("crc", "length"):
+        bad.write_bytes(corrupt_trailer(good.read_bytes(), kind))
         return bad
 
     def change(name, data):
@@ -193,6 +203,8 @@ def tampered(tmp_path, kind):
     ("traversal", "unsafe path"),
     ("not-a-tarball", "not a gzipped tarball"),
     ("truncated", "damaged"),
+    ("crc", "damaged: CRC check failed"),
+    ("length", "damaged: Incorrect length"),
 ])
 def test_verify_refuses_artifacts_that_do_not_match_their_manifest(tmp_path, kind, message):
     with pytest.raises(BadInput, match=message):

@@ -149,6 +149,17 @@ def tamper(path):
     tmp.replace(path)
 
 
+def corrupt_trailer(path, field):
+    """Flip a byte of the gzip trailer's CRC-32 or length: the tar members all still read."""
+    data = bytearray(path.read_bytes())
+    data[len(data) - (8 if field == "crc" else 4)] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {"manifest": tamper, "CRC": lambda p: corrupt_trailer(p, "crc"),
+          "length": lambda p: corrupt_trailer(p, "length")}
+
+
 @pytest.mark.parametrize("args,message", [
     (["release", "build", "billing"], "Unknown service 'billing'"),
     (["release", "build", "catalog", "--version", "1.2"], "not a semantic version"),
@@ -160,16 +171,28 @@ def tamper(path):
     (["release", "list", "billing"], "Unknown service"),
     (["release", "publish", "catalog", "1.0.0"], "does not match its manifest: app/catalog/app.py"),
     (["release", "verify", "catalog", "1.0.0"], "does not match its manifest: app/catalog/app.py"),
+    (["release", "publish", "catalog", "1.0.0"], "damaged: CRC check failed"),
+    (["release", "verify", "catalog", "1.0.0"], "damaged: CRC check failed"),
+    (["release", "publish", "catalog", "1.0.0"], "damaged: Incorrect length"),
+    (["release", "verify", "catalog", "1.0.0"], "damaged: Incorrect length"),
+    (["release", "build", "catalog", "--version", ""], "--version is empty"),
+    (["release", "build", "catalog", "--version", " "], "--version is empty"),
+    (["release", "install", "catalog", "1.0.0", "--hosts", ""], "--hosts is empty"),
+    (["release", "install", "catalog", "1.0.0", "--hosts", ","], "--hosts is empty"),
+    (["release", "install", "catalog", "1.0.0", "--hosts", " , "], "--hosts is empty"),
 ])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(cli, args, message):
-    if "manifest" in message:
-        tamper(cli.dist / "catalog-1.0.0.tar.gz")
+    for word, damage in DAMAGE.items():
+        if word in message:
+            damage(cli.dist / "catalog-1.0.0.tar.gz")
+    before = sorted(p.name for p in cli.dist.iterdir())
     res = cli(*args)
     assert res.exit_code == 2, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.output
     assert "Traceback" not in res.output
     assert cli.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    assert sorted(p.name for p in cli.dist.iterdir()) == before
 
 
 def test_missing_bucket_is_an_operation_failure(cli, monkeypatch):

@@ -6,44 +6,28 @@ Thin on purpose: parse, confirm, print. The work is in roadie.pulumi_stack.
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from roadie import pulumi_stack
+from roadie import confirm, output, pulumi_stack
 from roadie.cli import options
-from roadie.errors import BadInput
-
-
-def _interactive() -> bool:
-    return sys.stdin.isatty()
-
-
-def _confirm(stack: str, operation: str, yes: bool) -> None:
-    if yes:
-        return
-    if not _interactive():
-        raise BadInput(f"Refusing to {operation} production stack {stack} without --yes "
-                       "(no terminal to confirm on); nothing was changed.")
-    typed = click.prompt(f"This will {operation} the production stack. Type '{stack}' to go on",
-                         default="", show_default=False)
-    if typed.strip() != stack:
-        raise BadInput(f"Confirmation did not match '{stack}'; nothing was changed.")
 
 
 def _run(ctx: click.Context, operation: str, stack: str, yes: bool) -> None:
-    as_json = bool(getattr(ctx.obj, "json", False))
+    out = output.of(ctx)
     settings = pulumi_stack.check_settings(stack)
-    command = pulumi_stack.pulumi_command()  # before any prompt: a missing CLI is exit 2 at once
-    if pulumi_stack.needs_confirmation(operation, settings.production):
-        _confirm(stack, operation, yes)
-    echo = None if as_json else (lambda line: click.echo(line))
+    command = pulumi_stack.pulumi_command()  # before any prompt: a missing or broken CLI is exit 2 at once
+    confirm.confirm(ctx, f"{operation} production stack {stack}", yes,
+                    production=pulumi_stack.needs_confirmation(operation, settings.production), token=stack)
+    echo = None if out.json else out.line  # pulumi's own progress lines, as they come
     result = pulumi_stack.run(stack, operation, command=command, on_output=echo)
-    if as_json:
-        click.echo(json.dumps(result.as_json(), sort_keys=True, default=str))
-    elif operation == "outputs":
-        for key, value in result.outputs.items():
-            click.echo(f"{key}\t{json.dumps(value) if not isinstance(value, str) else value}")
+    doc = result.as_json()
+    if operation == "outputs":
+        text = "\n".join(f"{key}\t{value if isinstance(value, str) else json.dumps(value)}"
+                         for key, value in result.outputs.items())
+        out.result(doc, text or None)
+    else:
+        out.result(doc)
 
 
 def _verb(operation: str, doc: str):

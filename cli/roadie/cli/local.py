@@ -2,54 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import click
 
-from roadie import inventory, paths
+from roadie import inventory, output, paths
 from roadie.local import plan as fleetplan
 from roadie.cli import options
+from roadie.commands import ansible as names
 from roadie.errors import BadInput
 
+COLOUR = {"running": "green", "degraded": "yellow", "dead": "red", "running, unsupervised": "yellow"}
 
-def _fleet(ctx, log=None, only=None):
+
+def _fleet(ctx, only=None, quiet: bool = False):
     from roadie.local.fleet import Fleet, preflight
 
     preflight()
     plan = fleetplan.build(inventory.load(ctx.obj.env), only)
-    quiet = ctx.obj.json or log is False
-    log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
-    return Fleet(plan, paths.state_dir(ctx.obj.env), log=log)
-
-
-def _hosts_option(value: str | None) -> list[str] | None:
-    return [h.strip() for h in value.split(",") if h.strip()] if value else None
+    out = output.of(ctx)
+    return Fleet(plan, paths.state_dir(ctx.obj.env), log=(lambda m: None) if quiet else out.log)
 
 
 def _print(ctx, rows: list[dict], helpers: list[dict] | None = None, elapsed: float | None = None) -> None:
-    if ctx.obj.json:
-        doc = {"hosts": rows, "helpers": helpers or []}
-        if elapsed is not None:
-            doc["seconds"] = round(elapsed, 2)
-        click.echo(json.dumps(doc))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("host", "address", "pid", "state", box=None)
-    colour = {"running": "green", "degraded": "yellow", "dead": "red"}
-    for r in rows:
-        st = r["state"]
-        table.add_row(r["name"], r.get("address", ""), str(r.get("pid") or "-"),
-                      f"[{colour.get(st, 'white')}]{st}[/]")
-    for h in helpers or []:
-        table.add_row(h["name"], "", str(h.get("pid") or "-"), f"[{colour.get(h['state'], 'white')}]{h['state']}[/]")
-    console = Console()
-    console.print(table)
+    out = output.of(ctx)
+    doc = {"hosts": rows, "helpers": helpers or []}
     if elapsed is not None:
-        console.print(f"[dim]{elapsed:.1f} s[/]")
+        doc["seconds"] = round(elapsed, 2)
+    out.result(doc)
+
+    def state(st: str) -> str:
+        return f"[{COLOUR.get(st, 'white')}]{st}[/]"
+
+    table = [(r["name"], r.get("address", ""), r.get("pid") or "-", state(r["state"])) for r in rows]
+    table += [(h["name"], "", h.get("pid") or "-", state(h["state"])) for h in helpers or []]
+    out.table(["host", "address", "pid", "state"], table)
+    if elapsed is not None:
+        out.styled(f"{elapsed:.1f} s", "dim")
 
 
 @click.group()
@@ -64,7 +54,7 @@ def local():
 def up(ctx, hosts):
     """Boot the fleet (idempotent: running hosts are left alone, dead ones rebuilt)."""
     started = time.monotonic()
-    only = _hosts_option(hosts)
+    only = names.split_list(hosts, "--hosts", "host") or None
     fleet = _fleet(ctx, only=only)
     rows = fleet.up(only)
     _print(ctx, rows, fleet.helpers_status(), time.monotonic() - started)
@@ -78,10 +68,8 @@ def down(ctx):
     started = time.monotonic()
     fleet = _fleet(ctx)
     fleet.down()
-    if ctx.obj.json:
-        click.echo(json.dumps({"down": True, "seconds": round(time.monotonic() - started, 2)}))
-    else:
-        click.echo(f"fleet down in {time.monotonic() - started:.1f} s")
+    seconds = time.monotonic() - started
+    output.of(ctx).result({"down": True, "seconds": round(seconds, 2)}, f"fleet down in {seconds:.1f} s")
 
 
 @local.command()
@@ -96,12 +84,15 @@ def status(ctx):
 
 
 @local.command()
+@options.output
 @click.pass_context
 def image(ctx):
     """Build the cached base image if its recipe changed."""
     from roadie.local import image as base_image
 
-    click.echo(base_image.ensure(lambda m: click.echo(m, err=True)))
+    out = output.of(ctx)
+    path = base_image.ensure(out.log)
+    out.result({"image": str(path)}, str(path))
 
 
 @local.command(context_settings={"ignore_unknown_options": True})
@@ -113,7 +104,7 @@ def ssh(ctx, host, command):
     """Open a shell (or run COMMAND) on a fleet host, with roadie's key and pinned host keys."""
     from roadie.commands import ssh as ssh_cmd
 
-    fleet = _fleet(ctx, log=False)
+    fleet = _fleet(ctx, quiet=True)
     if host not in {h.name for h in fleet.plan.hosts}:
         raise BadInput(f"Unknown host {host}: the local inventory has {', '.join(h.name for h in fleet.plan.hosts)}.")
     tty = ["-t"] if not command else []

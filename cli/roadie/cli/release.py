@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from roadie import paths
+from roadie import confirm, output, paths
 from roadie.release import artifact, versions
 from roadie.cli import options
+from roadie.commands import ansible as names
 from roadie.errors import BadInput, OperationFailed
-
-
-def _emit(ctx, doc: dict, text: str) -> None:
-    click.echo(json.dumps(doc) if ctx.obj.json else text)
 
 
 def _mb(size: int) -> str:
@@ -62,13 +57,17 @@ def release():
 @click.pass_context
 def build(ctx, service, version):
     """Build dist/SERVICE-VERSION.tar.gz: app, wheelhouse, installed lib/, bin/ and manifest."""
+    out = output.of(ctx)
     artifact.service_dir(service)
-    version = version or artifact.default_version(service)
+    if version is not None and not version.strip():
+        # Only an absent option falls back to the default: an empty $VERSION is a mistake.
+        raise BadInput("--version is empty: give a semantic version such as 1.4.2, or leave --version out "
+                       f"for services/{service}/VERSION; nothing was built.")
+    version = artifact.default_version(service) if version is None else version
     versions.parse(version)
-    if not ctx.obj.json:
-        click.echo(f"building {service} {version}…", err=True)
-    built = artifact.build(service, version, dist=paths.DIST)
-    _emit(ctx, built.as_dict(), f"built dist/{built.path.name} ({_mb(built.size)}, sha256 {built.sha256}) "
+    with out.progress(f"building {service} {version}…"):
+        built = artifact.build(service, version, dist=paths.DIST)
+    out.result(built.as_dict(), f"built dist/{built.path.name} ({_mb(built.size)}, sha256 {built.sha256}) "
                                 f"in {built.seconds:.1f} s")
 
 
@@ -78,30 +77,33 @@ def build(ctx, service, version):
 @options.output
 @click.pass_context
 def verify(ctx, service, version):
-    """Check a built artifact against its manifest (every file's sha256)."""
+    """Check a built artifact: its gzip stream to the end, and every file's sha256 against the manifest."""
     path = _local_artifact(service, version)
     doc = artifact.verify(path, service, version)
-    _emit(ctx, {"service": service, "version": version, "path": str(path), "files": len(doc["files"]),
-                "sha256": artifact.sha256_file(path)},
-          f"{path.name}: {len(doc['files'])} files match the manifest")
+    output.of(ctx).result({"service": service, "version": version, "path": str(path), "files": len(doc["files"]),
+                           "sha256": artifact.sha256_file(path)},
+                          f"{path.name}: {len(doc['files'])} files match the manifest")
 
 
 @release.command()
 @click.argument("service")
 @click.argument("version")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask; required to publish to production without a terminal.")
 @options.common
 @click.pass_context
-def publish(ctx, service, version):
+def publish(ctx, service, version, yes):
     """Upload a built artifact and its manifest; a published version never changes."""
     from roadie.release import publish as pub
 
     path = _local_artifact(service, version)
     artifact.verify(path, service, version)  # before any AWS call: a bad artifact is bad input
     env = ctx.obj.env
+    confirm.confirm(ctx, f"publish {service} {version} to {env}", yes)
     s3, bucket = _bucket_client(env)
     result = _aws_errors(lambda: pub.publish(s3, bucket, path, service, version, verified=True), env)
     verb = "published" if result["result"] == "published" else "already published (identical)"
-    _emit(ctx, result, f"{service} {version} {verb}: s3://{bucket}/{result['key']} sha256 {result['sha256']}")
+    output.of(ctx).result(result, f"{service} {version} {verb}: s3://{bucket}/{result['key']} "
+                                  f"sha256 {result['sha256']}")
 
 
 @release.command("list")
@@ -112,45 +114,37 @@ def list_(ctx, service):
     """Published versions with size, sha256 and publish time."""
     from roadie.release import publish as pub
 
+    out = output.of(ctx)
     artifact.service_dir(service)
     env = ctx.obj.env
     s3, bucket = _bucket_client(env)
     rows = _aws_errors(lambda: pub.list_versions(s3, bucket, service), env)
-    if ctx.obj.json:
-        click.echo(json.dumps({"service": service, "env": env, "versions": rows}))
-        return
     if not rows:
-        click.echo(f"no published versions of {service} in {env}")
+        out.result({"service": service, "env": env, "versions": rows}, f"no published versions of {service} in {env}")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("version", "size", "sha256", "published", box=None)
-    for r in rows:
-        table.add_row(r["version"], _mb(r["size"]), r["sha256"] or "?", r["published"])
-    Console().print(table)
+    out.result({"service": service, "env": env, "versions": rows})
+    out.table(["version", "size", "sha256", "published"],
+              [(r["version"], _mb(r["size"]), r["sha256"] or "?", r["published"]) for r in rows])
 
 
 @release.command()
 @click.argument("service")
 @click.argument("version")
 @click.option("--hosts", help="Comma-separated hosts of the service's group (default: all of them).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask; required to install in production without a terminal.")
 @options.common
 @click.pass_context
-def install(ctx, service, version, hosts):
+def install(ctx, service, version, hosts, yes):
     """Install a release on the service's hosts at once (bootstrap; `deploy` rolls)."""
     from roadie.release import install as inst
     from roadie import inventory
 
+    out = output.of(ctx)
     artifact.service_dir(service)
     versions.parse(version)
-    only = [h.strip() for h in hosts.split(",") if h.strip()] if hosts else None
+    only = names.split_list(hosts, "--hosts", "host") or None
     inv = inventory.load(ctx.obj.env)
-    quiet = ctx.obj.json
-    rows = inst.install(ctx.obj.env, inv, service, version, only,
-                        log=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
-    if ctx.obj.json:
-        click.echo(json.dumps({"service": service, "version": version, "hosts": rows}))
-    else:
-        for r in rows:
-            click.echo(f"{r['host']}: {r['from'] or '(none)'} -> {r['to']}")
+    confirm.confirm(ctx, f"install {service} {version} on {ctx.obj.env} hosts", yes)
+    rows = inst.install(ctx.obj.env, inv, service, version, only, log=out.log)
+    out.result({"service": service, "version": version, "hosts": rows},
+               lambda: "\n".join(f"{r['host']}: {r['from'] or '(none)'} -> {r['to']}" for r in rows))

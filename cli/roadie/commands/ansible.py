@@ -29,9 +29,19 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _COUNTERS = ("ok", "changed", "failures", "unreachable", "skipped", "rescued", "ignored")
 
 
-def split_list(value: str | None) -> list[str]:
-    """`a,b , c` -> ['a', 'b', 'c']; None or '' -> []."""
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
+def split_list(value: str | None, option: str = "The list", noun: str = "name") -> list[str]:
+    """`a,b , c` -> ['a', 'b', 'c']; None (the option not given) -> [].
+
+    A value that is given but names nothing ('', ',', ' ') is bad input: an empty
+    `$VAR` in a script must never widen a selection to every host.
+    """
+    if value is None:
+        return []
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if not parts:
+        raise BadInput(f"{option} is empty: name at least one {noun}, or leave {option} out for all of them; "
+                       "nothing was changed.")
+    return parts
 
 
 def check_names(kind: str, names: list[str]) -> list[str]:

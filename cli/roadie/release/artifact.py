@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from roadie import paths
+from roadie import paths, procs
 from roadie.release import versions
 from roadie.errors import BadInput, OperationFailed
 
@@ -128,10 +128,7 @@ def install_command(requirements: Path, wheelhouse: Path, target: Path, python: 
 
 
 def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PIP_NO_INPUT": "1"})
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
-        raise OperationFailed(f"{what} failed: {lines[-1] if lines else f'pip exited {proc.returncode}'}")
+    procs.run(cmd, what, env={**os.environ, "PIP_NO_INPUT": "1"})
 
 
 def requirement_names(requirements: Path) -> list[str]:
@@ -270,6 +267,10 @@ def verify(path: Path, service: str | None = None, version: str | None = None) -
                         raise BadInput(f"{name}: manifest.json is not valid JSON.") from None
                     continue
                 seen[rel] = hashlib.file_digest(data, "sha256").hexdigest()
+            # tarfile stops at the end-of-archive blocks; gzip checks its CRC and
+            # length only at the end of the stream, which tar -xzf on a host reads.
+            while tar.fileobj.read(1 << 20):
+                pass
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BadInput(f"{name} is damaged: {exc}.") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
