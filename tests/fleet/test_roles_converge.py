@@ -51,4 +51,6 @@ def test_secrets_never_printed(roles_fleet):
 
 def test_unknown_limit_is_bad_input(roles_fleet):
     doc = converge("--limit", "no-such-host")
-    assert doc["returncode"] == 2 and "neither a host nor a group" in doc["stderr"]
+    # Under --output json the error is a JSON event on stdout (the last line, parsed by converge()).
+    assert doc["returncode"] == 2 and doc.get("event") == "error"
+    assert "neither a host nor a group" in doc["error"] and doc["exit_code"] == 2
