@@ -60,7 +60,7 @@ def _holder(item: dict) -> Holder:
     n = lambda k: float(item.get(k, {}).get("N", "0"))  # noqa: E731
     return Holder(who=s("who"), machine=s("machine"), pid=int(n("pid")), operation=s("operation"),
                   message=s("message"), ci_run=s("ci_run") or None, acquired_at=n("acquired_at"),
-                  expires_at=n("expires_at"), token=s("token"))
+                  expires_at=n("expires_at"), token=s("holder_token"))
 
 
 class Lock:
@@ -85,7 +85,7 @@ class Lock:
         item = {**_key(self.env, self.service), "who": {"S": actor["who"]}, "machine": {"S": actor["machine"]},
                 "pid": {"N": str(actor["pid"])}, "operation": {"S": operation}, "message": {"S": message or ""},
                 "ci_run": {"S": actor.get("ci_run") or ""}, "acquired_at": {"N": f"{now:.3f}"},
-                "expires_at": {"N": f"{now + self.lease:.3f}"}, "token": {"S": token}}
+                "expires_at": {"N": f"{now + self.lease:.3f}"}, "holder_token": {"S": token}}
         try:
             self.ddb.put_item(TableName=self.table, Item=item,
                               ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
@@ -122,7 +122,7 @@ class Lock:
         try:
             self.ddb.update_item(TableName=self.table, Key=_key(self.env, self.service),
                                  UpdateExpression="SET expires_at = :exp",
-                                 ConditionExpression="token = :token",
+                                 ConditionExpression="holder_token = :token",
                                  ExpressionAttributeValues={":exp": {"N": f"{now + self.lease:.3f}"},
                                                             ":token": {"S": self.token}})
         except ClientError as exc:
@@ -154,7 +154,7 @@ class Lock:
             return
         try:
             self.ddb.delete_item(TableName=self.table, Key=_key(self.env, self.service),
-                                 ConditionExpression="token = :token",
+                                 ConditionExpression="holder_token = :token",
                                  ExpressionAttributeValues={":token": {"S": self.token}})
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
