@@ -1,0 +1,598 @@
+"""The cross-layer test: the balancer, the hosts and the services agree about each service.
+
+For every service of the model (inventories/stack.yml) three extractors ask each
+layer what it really does, never what a YAML file seems to say:
+
+- `pulumi_facts`: the Pulumi program run under mocks (tests/infra/mockrun.py): the
+  ALB target group's port and health check, the security group ports the tier
+  admits from the balancer, the auto scaling group's health settings;
+- `ansible_facts`: Ansible itself renders the roles' templates (a probe play,
+  `connection: local`, with the roles' defaults, the inventory and the playbooks'
+  group_vars): the port gunicorn or nginx listens on, nginx's upstream and
+  locations, HAProxy's servers and health check, the host firewall;
+- `service_facts`: the real WSGI apps answer each health path that a balancer
+  checks, once with their dependencies up and once with them down.
+
+`disagreements` is a pure function of the three and returns one line per
+disagreement; the tests below plant each defect review found (and a few more)
+in a temp copy of a layer's input and assert that it is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from roadie import model
+
+ROOT = Path(__file__).resolve().parents[2]
+for _p in (ROOT / "tests" / "infra", ROOT / "services" / "catalog", ROOT / "services" / "streaming"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from infra_testlib import STACKS, run_mocked  # noqa: E402
+
+STACK_FILE = model.DEFAULT_PATH
+LOCAL_INVENTORY = ROOT / "inventories" / "local"
+
+# The least time a fresh app host needs before it can answer its health path on
+# AWS: boot, `roadie converge` (apt installs of nginx/haproxy took 40 s cold
+# through a cache here; a whole-fleet converge about 70 s), the release download
+# and first deploy, the catalog's migrations. An ASG that acts on ELB health
+# checks must give at least this much grace, plus the time the target group
+# needs to call the host healthy.
+MIN_BOOTSTRAP_SECONDS = 600
+
+
+# --- The facts each layer gives -------------------------------------------------------------------------
+
+@dataclass
+class Balancer:
+    """The AWS balancer and ASG for one service, from the Pulumi program."""
+
+    port: int  # target group port: where the ALB sends traffic
+    check_path: str
+    check_port: int  # the port the health check probes (traffic-port resolved)
+    matcher: str
+    interval: int
+    healthy_threshold: int
+    admitted_ports: set[int]  # ports the tier's security group admits from the balancer's
+    asg_health_type: str
+    asg_grace: int
+
+
+@dataclass
+class Hosts:
+    """What Ansible writes on one service's hosts (and on the local balancer), per host."""
+
+    listen: dict[str, int]  # host -> the port the balancer reaches (gunicorn or nginx)
+    firewall: dict[str, set[int]]  # host -> ports its firewall admits from the balancer hosts
+    haproxy_servers: dict[str, int]  # host -> port HAProxy sends to
+    haproxy_check: str | None
+    # Behind nginx (streaming): the app's bind port, nginx's upstream port and its locations.
+    app_bind: dict[str, int] = field(default_factory=dict)
+    upstream: dict[str, int] = field(default_factory=dict)
+    locations: dict[str, dict[str, dict]] = field(default_factory=dict)  # host -> prefix -> {app, cached}
+
+
+@dataclass
+class Answers:
+    """Status codes one service's real WSGI app gives for a path: dependencies up, then down."""
+
+    healthy: int
+    unhealthy: int
+
+
+# --- The comparison: pure -------------------------------------------------------------------------------
+
+def _location(locations: dict[str, dict], path: str) -> tuple[str, dict] | None:
+    """nginx's choice for a path among prefix locations: the longest matching prefix."""
+    found = [p for p in locations if path.startswith(p)]
+    return (max(found, key=len), locations[max(found, key=len)]) if found else None
+
+
+def _answers(where: str, svc: str, path: str, answers: dict[str, Answers], matcher: str) -> list[str]:
+    a = answers.get(path)
+    if a is None:
+        return [f"{svc}: {where} checks {path}, which the service was never asked"]
+    if a.healthy == 404:
+        return [f"{svc}: {where} checks {path}, a route the service does not serve (404)"]
+    out = []
+    if str(a.healthy) != matcher:
+        out.append(f"{svc}: {where} expects {matcher} from {path}, a healthy service answers {a.healthy}")
+    if a.unhealthy == a.healthy:
+        out.append(f"{svc}: {where} checks {path}, which answers {a.healthy} even when the service cannot serve: "
+                   "not a health check")
+    return out
+
+
+def disagreements(services: list[str], aws: dict[str, Balancer], hosts: dict[str, Hosts],
+                  answers: dict[str, dict[str, Answers]], bootstrap: int = MIN_BOOTSTRAP_SECONDS) -> list[str]:
+    """Every way the layers disagree about the services, one line each; [] when they agree."""
+    out: list[str] = []
+    for svc in services:
+        b, h, a = aws[svc], hosts[svc], answers[svc]
+        # Ports: the ALB's traffic and checks, the security group, HAProxy, the host.
+        if b.check_port != b.port:
+            out.append(f"{svc}: the ALB health check probes port {b.check_port}, traffic goes to {b.port}")
+        if b.port not in b.admitted_ports:
+            out.append(f"{svc}: the ALB sends to port {b.port}, the tier's security group admits "
+                       f"{sorted(b.admitted_ports)} from it")
+        for host, port in sorted(h.listen.items()):
+            if port != b.port:
+                out.append(f"{svc}: the ALB target group sends to port {b.port}, the role makes {host} listen "
+                           f"on {port}")
+            if h.haproxy_servers.get(host) != port:
+                out.append(f"{svc}: HAProxy sends to {host}:{h.haproxy_servers.get(host)}, the role makes it "
+                           f"listen on {port}")
+            if port not in h.firewall.get(host, set()):
+                out.append(f"{svc}: {host}'s firewall does not admit port {port} from the balancer "
+                           f"(admits {sorted(h.firewall.get(host, set()))})")
+        if set(h.haproxy_servers) != set(h.listen):
+            out.append(f"{svc}: HAProxy's servers {sorted(h.haproxy_servers)} are not the service's hosts "
+                       f"{sorted(h.listen)}")
+        # Behind nginx: the upstream is the app, and the health path reaches the app uncached.
+        for host, port in sorted(h.upstream.items()):
+            if h.app_bind.get(host) != port:
+                out.append(f"{svc}: nginx on {host} proxies to port {port}, the app binds "
+                           f"{h.app_bind.get(host)}")
+        # Health paths: each balancer's check is a route that answers its matcher only when healthy.
+        checks = [("the ALB target group", b.check_path, b.matcher)]
+        checks += [("HAProxy", h.haproxy_check, "200")] if h.haproxy_check else []
+        for where, path, matcher in checks:
+            out += _answers(where, svc, path, a, matcher)
+            for host, locations in sorted(h.locations.items()):
+                loc = _location(locations, path)
+                if loc is None or not loc[1]["app"]:
+                    out.append(f"{svc}: nginx on {host} does not pass {path} ({where}'s check) to the app")
+                elif loc[1]["cached"]:
+                    out.append(f"{svc}: nginx on {host} answers {path} ({where}'s check) from its cache "
+                               f"(location {loc[0]})")
+        # The ASG: a healthy instance must live.
+        if b.asg_health_type == "ELB":
+            needed = bootstrap + b.healthy_threshold * b.interval
+            if b.asg_grace < needed:
+                out.append(f"{svc}: the ASG replaces instances on ELB health after a {b.asg_grace} s grace "
+                           f"period; bootstrap ({bootstrap} s) + {b.healthy_threshold} checks x {b.interval} s "
+                           f"need {needed} s, so new hosts are killed before they are configured")
+        elif b.asg_health_type != "EC2":
+            out.append(f"{svc}: unknown ASG health check type {b.asg_health_type!r}")
+    return out
+
+
+# --- Extractor 1: the Pulumi program under mocks --------------------------------------------------------
+
+def pulumi_facts(stack: str = "dev", *overrides: str, stack_file: Path | None = None) -> dict[str, Balancer]:
+    env = {"ROADIE_STACK_FILE": str(stack_file)} if stack_file else None
+    proc = run_mocked(stack, *overrides, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = json.loads(proc.stdout)
+    res = [r for r in built["resources"] if r["custom"]]
+
+    def of(short: str) -> list[dict]:
+        return [r for r in res if r["type"].rsplit(":", 1)[1] == short]
+
+    role = {g["id"]: g["inputs"]["tags"]["roadie:role"] for g in of("SecurityGroup")}
+    admitted: dict[str, set[int]] = {}
+    for r in of("SecurityGroupIngressRule"):
+        i = r["inputs"]
+        if role.get(i.get("referencedSecurityGroupId")) == "loadbalancer":
+            admitted.setdefault(role[i["securityGroupId"]], set()).update(range(int(i["fromPort"]),
+                                                                                int(i["toPort"]) + 1))
+    out = {}
+    for tg in of("TargetGroup"):
+        svc, i = tg["inputs"]["tags"]["roadie:role"], tg["inputs"]
+        hc = i["healthCheck"]
+        asg = next(g["inputs"] for g in of("Group") if g["inputs"]["targetGroupArns"] == [tg["state"]["arn"]])
+        port = int(i["port"])
+        out[svc] = Balancer(
+            port=port, check_path=hc["path"], check_port=port if hc["port"] == "traffic-port" else int(hc["port"]),
+            matcher=str(hc["matcher"]), interval=int(hc["interval"]), healthy_threshold=int(hc["healthyThreshold"]),
+            admitted_ports=admitted.get(svc, set()), asg_health_type=asg.get("healthCheckType", "EC2"),
+            asg_grace=int(asg.get("healthCheckGracePeriod", 300)))
+    return out
+
+
+# --- Extractor 2: Ansible renders the roles' templates --------------------------------------------------
+
+PROBE_TAG = "crosslayer_probe"
+
+
+def _render(role: str, template: str, name: str) -> dict:
+    return {"name": f"Render {name}", "ansible.builtin.template": {
+        "src": f"{{{{ probe_roles }}}}/{role}/templates/{template}",
+        "dest": f"{{{{ probe_out }}}}/{{{{ inventory_hostname }}}}/{name}"}, "tags": [PROBE_TAG]}
+
+
+def _play(hosts: str, role: str, tasks: list[dict]) -> dict:
+    # The role's own tasks are skipped (--tags): only its defaults and argument checks apply.
+    return {"name": f"Probe {role}", "hosts": hosts, "connection": "local", "gather_facts": False,
+            "roles": [role], "tasks": [{"name": "Output directory", "ansible.builtin.file": {
+                "path": "{{ probe_out }}/{{ inventory_hostname }}", "state": "directory"}, "tags": [PROBE_TAG]},
+                *tasks]}
+
+
+PROBE = [
+    _play("catalog:streaming:loadbalancer", "common", [
+        _render("common", "etc/nftables.conf.j2", "nftables.conf"),
+        {"name": "Balancer addresses", "run_once": True, "tags": [PROBE_TAG], "ansible.builtin.copy": {
+            "dest": "{{ probe_out }}/loadbalancer-addresses.json",
+            "content": "{{ groups['loadbalancer'] | map('extract', hostvars, 'ansible_host') | list | to_json }}"}},
+    ]),
+    _play("catalog", "catalog", [_render("catalog", "srv/catalog/shared/catalog.env.j2", "catalog.env")]),
+    _play("streaming", "streaming", [_render("streaming", "etc/nginx/nginx.conf.j2", "nginx.conf"),
+                                     _render("streaming", "srv/streaming/shared/streaming.env.j2", "streaming.env")]),
+    _play("loadbalancer", "loadbalancer", [_render("loadbalancer", "etc/haproxy/haproxy.cfg.j2", "haproxy.cfg")]),
+]
+
+
+def render_roles(work: Path, inventory: Path = LOCAL_INVENTORY) -> Path:
+    """Run the probe play with Ansible; returns the directory of rendered files, one folder per host.
+
+    The play sits next to a link to playbooks/group_vars, so the tier policy
+    there (firewall rules) applies as it does to playbooks/site.yml.
+    """
+    play_dir, out = work / "probe", work / "rendered"
+    play_dir.mkdir(parents=True)
+    (play_dir / "group_vars").symlink_to(ROOT / "playbooks" / "group_vars")
+    (play_dir / "probe.yml").write_text(yaml.safe_dump(PROBE, sort_keys=False))
+    extra = {"probe_roles": str(ROOT / "roles"), "probe_out": str(out),
+             "ansible_python_interpreter": sys.executable,
+             # Secrets and keys the templates read but that no port or path depends on
+             # (a fresh clone has no .roadie/local yet).
+             "vault_catalog_db_password": "probe", "common_admin_users": []}
+    ansible = Path(sys.executable).with_name("ansible-playbook")
+    proc = subprocess.run([str(ansible), "-i", str(inventory), str(play_dir / "probe.yml"), "--tags", PROBE_TAG,
+                           "-e", json.dumps(extra)], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={"PATH": f"{ansible.parent}:/usr/bin:/bin", "HOME": str(work),
+                               "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1",
+                               "ANSIBLE_LOCAL_TEMP": str(work / "tmp")})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return out
+
+
+def _port(text: str, pattern: str) -> int:
+    m = re.search(pattern, text, re.M)
+    assert m, f"no {pattern!r} in\n{text}"
+    return int(m.group(1))
+
+
+def parse_nginx(text: str) -> tuple[int, int, dict[str, dict]]:
+    """(listen port, upstream port, {location prefix: {app: proxies to the app, cached}})."""
+    listen = _port(text, r"^\s*listen\s+(?:\S*:)?(\d+)[\s;]")
+    upstream_name = re.search(r"^\s*upstream\s+(\S+)\s*\{", text, re.M).group(1)
+    upstream = _port(text, rf"upstream\s+{re.escape(upstream_name)}\s*\{{\s*server\s+\S+?:(\d+)\s*;")
+    locations = {}
+    for prefix, body in re.findall(r"^\s*location\s+(/\S*)\s*\{(.*?)^\s*\}", text, re.M | re.S):
+        locations[prefix] = {"app": bool(re.search(rf"proxy_pass\s+http://{re.escape(upstream_name)}\s*;", body)),
+                             "cached": bool(re.search(r"^\s*proxy_cache\s+(?!off)\S+\s*;", body, re.M))}
+    return listen, upstream, locations
+
+
+def parse_haproxy(text: str) -> dict[str, dict]:
+    """backend -> {check: the httpchk path, servers: {name: port}}."""
+    out = {}
+    for name, body in re.findall(r"^backend\s+(\S+)\n(.*?)(?=^\S|\Z)", text, re.M | re.S):
+        check = re.search(r"option\s+httpchk\s+(?:GET\s+)?(\S+)", body)
+        out[name] = {"check": check.group(1) if check else None,
+                     "servers": {s: int(p) for s, p in re.findall(r"^\s*server\s+(\S+)\s+\S+?:(\d+)", body, re.M)}}
+    return out
+
+
+def parse_firewall(text: str, sources: list[str]) -> set[int]:
+    """Ports an nftables input chain accepts from any of `sources` (or from anywhere)."""
+    ports = set()
+    for saddr, port in re.findall(r"^\s*(?:ip saddr \{([^}]*)\}\s+)?tcp dport (\d+) accept", text, re.M):
+        allowed = {s.strip() for s in saddr.split(",")} if saddr else None
+        if allowed is None or any(src in allowed or f"{src}/32" in allowed for src in sources):
+            ports.add(int(port))
+    return ports
+
+
+def ansible_facts(work: Path, inventory: Path = LOCAL_INVENTORY, services: dict | None = None) -> dict[str, Hosts]:
+    services = services or model.load().services
+    out = render_roles(work, inventory)
+    lb_sources = json.loads((out / "loadbalancer-addresses.json").read_text())
+    haproxy: dict[str, dict] = {}
+    for cfg in out.glob("*/haproxy.cfg"):
+        haproxy.update(parse_haproxy(cfg.read_text()))
+    facts = {}
+    for name, svc in services.items():
+        hosts = sorted(p.parent.name for p in out.glob(f"*/{name}.env"))
+        assert hosts, f"Ansible rendered no {name}.env: no hosts in group {svc.group}?"
+        h = Hosts(listen={}, firewall={}, haproxy_servers=haproxy.get(svc.backend, {}).get("servers", {}),
+                  haproxy_check=haproxy.get(svc.backend, {}).get("check"))
+        for host in hosts:
+            env = (out / host / f"{name}.env").read_text()
+            bind = _port(env, rf"^{name.upper()}_BIND=\S*?:(\d+)$")
+            nginx = out / host / "nginx.conf"
+            if nginx.exists():  # behind nginx: the balancer reaches nginx, nginx the app
+                h.listen[host], h.upstream[host], h.locations[host] = parse_nginx(nginx.read_text())
+                h.app_bind[host] = bind
+            else:
+                h.listen[host] = bind
+            h.firewall[host] = parse_firewall((out / host / "nftables.conf").read_text(), lb_sources)
+        facts[name] = h
+    return facts
+
+
+# --- Extractor 3: the real services ---------------------------------------------------------------------
+
+class _Row:
+    def fetchone(self):
+        return (1,)
+
+
+class _Conn:
+    """A database connection that answers (the catalog's ping is `SELECT 1`)."""
+
+    closed = False
+
+    def execute(self, sql, *args):
+        return _Row()
+
+
+class _Bucket:
+    def __init__(self, up: bool):
+        self.up = up
+
+    def head_bucket(self, Bucket):  # noqa: N803 (boto3's spelling)
+        if not self.up:
+            raise ConnectionError("media bucket unreachable")
+        return {}
+
+
+def catalog_app(up: bool):
+    from catalog import app
+    from catalog.db import Database
+
+    class Reachable(Database):
+        def conn(self):
+            return _Conn()
+
+    # Down: a real connection attempt to a closed loopback port (refused at once).
+    return app.Catalog(Reachable("postgresql://unused/catalog") if up else Database(
+        "postgresql://catalog@127.0.0.1:1/catalog?connect_timeout=2"))
+
+
+def streaming_app(up: bool, cache_dir: Path):
+    from streaming import app
+    from streaming.config import Config
+
+    cfg = Config(bind="", media_bucket="media", cache_dir=str(cache_dir), cache_max_bytes=1 << 20,
+                 workers=1, threads=1, graceful_timeout=1)
+    return app.create_app(cfg, s3_client=_Bucket(up))
+
+
+def call(wsgi_app, path: str) -> int:
+    from werkzeug.test import Client
+
+    return Client(wsgi_app).get(path).status_code
+
+
+def service_facts(paths: dict[str, set[str]], work: Path) -> dict[str, dict[str, Answers]]:
+    """For each service, how its real app answers each path: dependencies up, then down."""
+    makers = {"catalog": catalog_app, "streaming": lambda up: streaming_app(up, work / "cache")}
+    out = {}
+    for svc, wanted in paths.items():
+        # A fresh app per call: the streaming app caches its health verdict for a few seconds.
+        out[svc] = {p: Answers(call(makers[svc](True), p), call(makers[svc](False), p)) for p in sorted(wanted)}
+    return out
+
+
+def checked_paths(aws: dict[str, Balancer], hosts: dict[str, Hosts]) -> dict[str, set[str]]:
+    return {svc: {aws[svc].check_path, *([hosts[svc].haproxy_check] if hosts[svc].haproxy_check else [])}
+            for svc in aws}
+
+
+# --- The tests ------------------------------------------------------------------------------------------
+
+SERVICES = sorted(model.load().services)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("crosslayer")
+
+
+@pytest.fixture(scope="module")
+def aws_dev() -> dict[str, Balancer]:
+    return pulumi_facts("dev")
+
+
+@pytest.fixture(scope="module")
+def hosts_local(work) -> dict[str, Hosts]:
+    return ansible_facts(work / "baseline")
+
+
+def check(aws, hosts, work, answers=None) -> list[str]:
+    answers = answers or service_facts(checked_paths(aws, hosts), work)
+    return disagreements(SERVICES, aws, hosts, answers)
+
+
+def test_the_model_has_the_services_every_layer_serves(aws_dev, hosts_local):
+    assert SERVICES == sorted(aws_dev) == sorted(hosts_local) == ["catalog", "streaming"]
+
+
+def test_the_extractors_see_what_each_layer_really_does(aws_dev, hosts_local, work):
+    """Not a tautology: each extractor reports concrete facts read from the layer itself."""
+    stack = model.load()
+    for svc in SERVICES:
+        s = stack.service(svc)
+        assert (aws_dev[svc].port, aws_dev[svc].check_path, aws_dev[svc].matcher) == (s.port, s.health_path, "200")
+        assert set(hosts_local[svc].listen.values()) == {s.port}
+        assert hosts_local[svc].haproxy_check == s.health_path
+    assert hosts_local["catalog"].listen == {"catalog-1": 8080, "catalog-2": 8080}
+    assert hosts_local["streaming"].listen == {"streaming-1": 80, "streaming-2": 80}
+    assert set(hosts_local["streaming"].app_bind.values()) == {stack.service("streaming").app_port}
+    answers = service_facts({svc: {"/healthz", "/version", "/nope"} for svc in SERVICES}, work)
+    for svc in SERVICES:
+        assert answers[svc]["/healthz"] == Answers(200, 503)  # a real check: 503 when it cannot serve
+        assert answers[svc]["/version"] == Answers(200, 200)
+        assert answers[svc]["/nope"] == Answers(404, 404)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_layers_agree(stack, hosts_local, work):
+    """The product as committed: every service, every stack, no disagreement."""
+    assert check(pulumi_facts(stack), hosts_local, work) == []
+
+
+# Each planted defect: (how to plant it, text each reported line must contain).
+# Plants go into temp copies (a model file given to the Pulumi program only, an
+# inventory copy given to Ansible only) or monkeypatch a service: the repository
+# is never edited.
+
+def _model_copy(work: Path, **changes) -> Path:
+    """A copy of the service model with changes {"service.key": value}, for one layer only."""
+    doc = yaml.safe_load(STACK_FILE.read_text())
+    for dotted, value in changes.items():
+        svc, key = dotted.split(".")
+        doc["roadie_services"][svc][key] = value
+    path = work / "planted-stack.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _inventory_copy(work: Path, group: str, overrides: dict) -> Path:
+    """A copy of the local inventory (links resolved) with group_vars for one group added."""
+    inv = work / "inventory"
+    shutil.copytree(LOCAL_INVENTORY, inv, symlinks=False)
+    (inv / "group_vars" / f"{group}.yml").write_text(yaml.safe_dump(overrides))
+    return inv
+
+
+def _tier(stack: str, tier: str, **changes) -> str:
+    doc = yaml.safe_load((ROOT / "infra" / f"Pulumi.{stack}.yaml").read_text())["config"][f"roadie:{tier}"]
+    return f"roadie:{tier}={json.dumps({**doc, **changes})}"
+
+
+PLANTED = {
+    # Review's findings.
+    "alb-checks-/health": (
+        lambda w: {"aws": pulumi_facts("dev", stack_file=_model_copy(w, **{"catalog.health_path": "/health",
+                                                                          "streaming.health_path": "/health"}))},
+        ["catalog: the ALB target group checks /health, a route the service does not serve (404)",
+         "streaming: the ALB target group checks /health, a route the service does not serve (404)"]),
+    "alb-sends-streaming-to-8000": (
+        lambda w: {"aws": pulumi_facts("dev", stack_file=_model_copy(w, **{"streaming.port": 8000}))},
+        ["streaming: the ALB target group sends to port 8000, the role makes streaming-1 listen on 80",
+         "streaming: the ALB target group sends to port 8000, the role makes streaming-2 listen on 80"]),
+    "asg-elb-check-120s-grace": (
+        lambda w: {"aws": pulumi_facts("dev", _tier("dev", "catalog", healthCheckGracePeriod=120))},
+        ["catalog: the ASG replaces instances on ELB health after a 120 s grace period; bootstrap (600 s) + "
+         "2 checks x 10 s need 620 s"]),
+    "role-streaming_http_port-override": (
+        lambda w: {"hosts": ansible_facts(w, _inventory_copy(w, "streaming", {"streaming_http_port": 8000}))},
+        ["streaming: the ALB target group sends to port 80, the role makes streaming-1 listen on 8000",
+         "streaming: HAProxy sends to streaming-1:80, the role makes it listen on 8000",
+         "streaming: streaming-1's firewall does not admit port 8000 from the balancer"]),
+    # More drifts of the same kind.
+    "alb-checks-/version": (
+        lambda w: {"aws": pulumi_facts("dev", stack_file=_model_copy(w, **{"catalog.health_path": "/version"}))},
+        ["catalog: the ALB target group checks /version, which answers 200 even when the service cannot serve"]),
+    "role-catalog_port-override": (
+        lambda w: {"hosts": ansible_facts(w, _inventory_copy(w, "catalog", {"catalog_port": 9090}))},
+        ["catalog: the ALB target group sends to port 8080, the role makes catalog-1 listen on 9090",
+         "catalog: catalog-2's firewall does not admit port 9090 from the balancer"]),
+    "service-drops-/healthz": (
+        "unserved",
+        ["catalog: the ALB target group checks /healthz, a route the service does not serve (404)",
+         "catalog: HAProxy checks /healthz, a route the service does not serve (404)"]),
+}
+
+
+@pytest.mark.parametrize("name", list(PLANTED))
+def test_each_planted_drift_is_reported(name, aws_dev, hosts_local, work, tmp_path, monkeypatch):
+    plant, expected = PLANTED[name]
+    layers = {"aws": aws_dev, "hosts": hosts_local}
+    if plant == "unserved":  # the catalog app without its /healthz route
+        from catalog import app
+        from werkzeug.routing import Map, Rule
+
+        monkeypatch.setattr(app, "URLS", Map([Rule(r.rule, endpoint=r.endpoint, methods=r.methods)
+                                              for r in app.URLS.iter_rules() if r.rule != "/healthz"]))
+    else:
+        layers.update(plant(tmp_path))
+    found = check(layers["aws"], layers["hosts"], tmp_path)
+    for text in expected:
+        assert [line for line in found if line.startswith(text)], f"{text!r} not reported; got {found}"
+
+
+# The comparison alone, on planted facts: each rule fires by itself and only then.
+
+def _agreeing() -> tuple[dict, dict, dict]:
+    aws = {svc: Balancer(port=p, check_path="/healthz", check_port=p, matcher="200", interval=10, healthy_threshold=2,
+                         admitted_ports={p}, asg_health_type="ELB", asg_grace=900)
+           for svc, p in (("catalog", 8080), ("streaming", 80))}
+    hosts = {
+        "catalog": Hosts(listen={"c1": 8080}, firewall={"c1": {8080}}, haproxy_servers={"c1": 8080},
+                         haproxy_check="/healthz"),
+        "streaming": Hosts(listen={"s1": 80}, firewall={"s1": {80}}, haproxy_servers={"s1": 80},
+                           haproxy_check="/healthz", app_bind={"s1": 8081}, upstream={"s1": 8081},
+                           locations={"s1": {"/": {"app": True, "cached": False},
+                                             "/stream/": {"app": True, "cached": True}}}),
+    }
+    answers = {svc: {"/healthz": Answers(200, 503)} for svc in ("catalog", "streaming")}
+    return aws, hosts, answers
+
+
+def _set(obj, dotted: str, value):
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        obj = obj[p] if isinstance(obj, dict) else getattr(obj, p)
+    if isinstance(obj, dict):
+        obj[leaf] = value
+    else:
+        setattr(obj, leaf, value)
+
+
+PURE = [
+    ("aws.streaming.check_port", 8000, "streaming: the ALB health check probes port 8000, traffic goes to 80"),
+    ("aws.catalog.admitted_ports", {8000}, "catalog: the ALB sends to port 8080, the tier's security group admits"),
+    ("aws.catalog.asg_grace", 300, "catalog: the ASG replaces instances on ELB health after a 300 s grace"),
+    ("aws.catalog.asg_health_type", "ELBv2", "catalog: unknown ASG health check type 'ELBv2'"),
+    ("aws.streaming.matcher", "200-299", "streaming: the ALB target group expects 200-299 from /healthz, a healthy"),
+    ("hosts.catalog.haproxy_servers", {"c1": 8080, "c9": 8080}, "catalog: HAProxy's servers ['c1', 'c9']"),
+    ("hosts.catalog.haproxy_check", "/health", "catalog: HAProxy checks /health, which the service was never asked"),
+    ("hosts.streaming.locations.s1./", {"app": False, "cached": False},
+     "streaming: nginx on s1 does not pass /healthz (the ALB target group's check) to the app"),
+    ("hosts.streaming.locations.s1./", {"app": True, "cached": True},
+     "streaming: nginx on s1 answers /healthz (the ALB target group's check) from its cache (location /)"),
+    ("hosts.streaming.upstream.s1", 8000, "streaming: nginx on s1 proxies to port 8000, the app binds 8081"),
+    ("answers.catalog./healthz", Answers(503, 503), "catalog: the ALB target group expects 200 from /healthz, a "
+                                                    "healthy service answers 503"),
+]
+
+
+@pytest.mark.parametrize("dotted, value, expected", PURE, ids=[p[0] for p in PURE])
+def test_the_comparison_reports_each_planted_fact(dotted, value, expected):
+    aws, hosts, answers = _agreeing()
+    assert disagreements(["catalog", "streaming"], aws, hosts, answers) == []
+    layers = copy.deepcopy({"aws": aws, "hosts": hosts, "answers": answers})
+    where, rest = dotted.split(".", 1)
+    if where == "hosts" and rest.startswith("streaming.locations."):  # location keys are paths
+        svc, _, host, prefix = rest.split(".", 3)
+        layers["hosts"][svc].locations[host][prefix] = value
+    elif where == "answers":
+        svc, path = rest.split(".", 1)
+        layers["answers"][svc][path] = value
+    else:
+        _set(layers[where], rest, value)
+    found = disagreements(["catalog", "streaming"], layers["aws"], layers["hosts"], layers["answers"])
+    assert [line for line in found if line.startswith(expected)], found
+
+
+def test_ec2_health_checks_let_an_unconfigured_host_live():
+    aws, hosts, answers = _agreeing()
+    aws["catalog"].asg_health_type, aws["catalog"].asg_grace = "EC2", 0
+    assert disagreements(["catalog", "streaming"], aws, hosts, answers) == []
