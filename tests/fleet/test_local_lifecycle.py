@@ -137,18 +137,43 @@ def test_up_again_changes_nothing(mini_fleet):
         == marker.stdout
 
 
-def test_a_dead_host_is_reported_and_rebuilt(mini_fleet):
+def host_pids(netns: str) -> set[int]:
+    """Every process of a host: its network namespace and the cgroup tree roadie made for it."""
+    found = {int(p) for p in subprocess.run(["ip", "netns", "pids", netns], capture_output=True,
+                                            text=True).stdout.split()}
+    for procs_file in glob.glob(f"/sys/fs/cgroup/*/roadie/{netns}/**/cgroup.procs", recursive=True):
+        found |= {int(p) for p in Path(procs_file).read_text().split()}
+    return {p for p in found if procs.cmdline(p) is not None}
+
+
+@pytest.mark.parametrize("cut, state", [
+    ("nspawn", "running, unsupervised"),  # kill -9 of nspawn: the container's systemd is reparented, runs on
+    ("power", "dead"),  # nspawn and every process of the host
+])
+def test_a_killed_host_is_reported_truthfully_and_rebuilt(mini_fleet, cut, state):
     before = pids()
+    netns = json.loads((mini_fleet / "fleet.json").read_text())["hosts"]["mini-2"]["netns"]
+    inside = host_pids(netns) - {before["mini-2"]}
+    assert inside, "a running host has processes besides its nspawn"
     os.kill(before["mini-2"], signal.SIGKILL)
+    if cut == "power":
+        for pid in inside:
+            kill(pid)
     deadline = time.monotonic() + 10
     while procs.alive(before["mini-2"], "mini-2") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert {h["name"]: h["state"] for h in status(MINI_ENV)["hosts"]}["mini-2"] == "dead"
+    row = {h["name"]: h for h in status(MINI_ENV)["hosts"]}["mini-2"]
+    assert row["state"] == state
+    if cut == "nspawn":
+        assert row["pid"] in inside  # the container's init, found without its nspawn
+        assert ssh(mini_fleet, "mini-2", "hostname").stdout.strip() == "mini-2"  # still serving
     proc = run_roadie("local", "up", env=MINI_ENV, check=True)
     assert "booting mini-2" in proc.stderr
     after = pids()
     assert after["mini-2"] != before["mini-2"]
     assert {k: v for k, v in after.items() if k != "mini-2"} == {k: v for k, v in before.items() if k != "mini-2"}
+    assert not [p for p in inside if procs.cmdline(p) is not None], "up leaves no process of the old host"
+    assert {h["name"]: h["state"] for h in status(MINI_ENV)["hosts"]}["mini-2"] == "running"
     assert ssh(mini_fleet, "mini-2", "hostname").stdout.strip() == "mini-2"
 
 
@@ -191,15 +216,53 @@ def test_down_leaves_nothing_behind(mini_fleet):
     assert {h["state"] for h in status(MINI_ENV)["hosts"]} == {"stopped"}
 
 
+def started_hosts(state: Path) -> list[str]:
+    """Hosts the fleet record says have a booting nspawn."""
+    try:
+        record = json.loads((state / "fleet.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return sorted(name for name, rec in record.get("hosts", {}).items() if rec.get("pid"))
+
+
 @pytest.mark.fleet_last
-def test_down_cleans_a_half_built_fleet(mini_fleet):
-    """`up` interrupted part-way (here by SIGINT after a moment) still downs completely."""
-    for delay in (0.3, 1.2):
-        up = subprocess.Popen([*ROADIE, "local", "up"],
-                              env={**os.environ, **MINI_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+@pytest.mark.parametrize("when", ["before-hosts", "mid-hosts"])
+def test_down_cleans_a_half_built_fleet(mini_fleet, when):
+    """`up` interrupted part-way (SIGINT) still downs completely.
+
+    mid-hosts: stopped (SIGSTOP) as soon as its record names a first booting host,
+    so the record at the moment of the SIGINT proves some hosts had started and
+    others not.
+    """
+    run_roadie("local", "down", env=MINI_ENV, check=True)  # from nothing, whatever ran before
+    up = subprocess.Popen([*ROADIE, "local", "up"],
+                          env={**os.environ, **MINI_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if when == "before-hosts":
+            time.sleep(0.3)
+            up.send_signal(signal.SIGSTOP)
+            assert started_hosts(mini_fleet) == []
+        else:
+            deadline = time.monotonic() + 120
+            while not started_hosts(mini_fleet) and up.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            up.send_signal(signal.SIGSTOP)
+            started = started_hosts(mini_fleet)
+            assert started and len(started) < len(HOSTS), f"not mid-build: started {started}"
+            assert all(procs.alive(pid, name) for name, pid in pids_in_record(mini_fleet).items() if name in started)
         up.send_signal(signal.SIGINT)
+    except BaseException:
+        up.kill()  # never leave it running on: down below must not race it
+        raise
+    finally:
+        up.send_signal(signal.SIGCONT)
         up.wait(timeout=60)
-        proc = run_roadie("local", "down", env=MINI_ENV)
-        assert proc.returncode == 0, proc.stderr
-        assert leftovers(mini_fleet) == []
+    assert up.returncode != 0  # interrupted, not finished
+    assert len(started_hosts(mini_fleet)) < len(HOSTS)
+    proc = run_roadie("local", "down", env=MINI_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert leftovers(mini_fleet) == []
+
+
+def pids_in_record(state: Path) -> dict:
+    return {n: r["pid"] for n, r in json.loads((state / "fleet.json").read_text())["hosts"].items() if r.get("pid")}

@@ -180,6 +180,10 @@ DAMAGE = {"manifest": tamper, "CRC": lambda p: corrupt_trailer(p, "crc"),
     (["release", "install", "catalog", "1.0.0", "--hosts", ""], "--hosts is empty"),
     (["release", "install", "catalog", "1.0.0", "--hosts", ","], "--hosts is empty"),
     (["release", "install", "catalog", "1.0.0", "--hosts", " , "], "--hosts is empty"),
+    (["release", "publish", "catalog", "1.0.0", "--env", "production"],
+     "Refusing to publish catalog 1.0.0 to production: it needs --yes"),
+    (["release", "install", "catalog", "1.0.0", "--env", "production"],
+     "Refusing to install catalog 1.0.0 on production hosts: it needs --yes"),
 ])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(cli, args, message):
     for word, damage in DAMAGE.items():

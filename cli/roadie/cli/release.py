@@ -143,8 +143,8 @@ def install(ctx, service, version, hosts, yes):
     artifact.service_dir(service)
     versions.parse(version)
     only = names.split_list(hosts, "--hosts", "host") or None
-    inv = inventory.load(ctx.obj.env)
     confirm.confirm(ctx, f"install {service} {version} on {ctx.obj.env} hosts", yes)
+    inv = inventory.load(ctx.obj.env)
     rows = inst.install(ctx.obj.env, inv, service, version, only, log=out.log)
     out.result({"service": service, "version": version, "hosts": rows},
                lambda: "\n".join(f"{r['host']}: {r['from'] or '(none)'} -> {r['to']}" for r in rows))

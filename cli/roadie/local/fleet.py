@@ -29,6 +29,7 @@ CLAIMS = Path(os.environ.get("ROADIE_RUN_DIR", "/run/roadie"))
 REQUIRED_TOOLS = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "ip": "iproute2",
                   "apt-cacher-ng": "apt-cacher-ng", "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
 BOOT_TIMEOUT = 90.0
+UNSUPERVISED = "running, unsupervised"  # the container runs, its recorded nspawn does not
 Log = Callable[[str], None]
 
 
@@ -75,6 +76,16 @@ class Fleet:
 
     def host_alive(self, name: str) -> bool:
         return procs.alive(self.record["hosts"].get(name, {}).get("pid"), self.host_marker(name))
+
+    def host_processes(self, h: HostPlan) -> list[int]:
+        """The host's live processes apart from its recorded nspawn: its cgroup tree and its network namespace.
+
+        After a `kill -9` of nspawn the container's systemd is reparented and
+        goes on running (sshd, services): these are how to see it.
+        """
+        found = _namespace_pids(h.netns) | _cgroup_pids(h.netns)
+        found.discard(self.record["hosts"].get(h.name, {}).get("pid"))
+        return sorted(p for p in found if procs.cmdline(p) is not None)
 
     def helper_alive(self, name: str) -> bool:
         rec = self.record["helpers"].get(name, {})
@@ -127,9 +138,10 @@ class Fleet:
 
     def _run(self, argvs: list[list[str]], check: bool = True) -> None:
         for argv in argvs:
-            proc = subprocess.run(argv, capture_output=True, text=True)
-            if check and proc.returncode != 0:
-                raise OperationFailed(f"`{' '.join(argv)}` failed: {proc.stderr.strip()}")
+            if check:
+                procs.run(argv)
+            else:
+                subprocess.run(argv, capture_output=True, text=True)
 
     def _ensure_key(self) -> None:
         if not self.key.exists():
@@ -231,17 +243,14 @@ class Fleet:
         A container whose nspawn was killed keeps its init running in the
         namespace; booting a new one over the same overlay beside it goes badly.
         """
-        if netns in _netns_list():
-            out = subprocess.run(ip.netns_pids(netns), capture_output=True, text=True).stdout
-            for pid in (int(p) for p in out.split() if p.isdigit()):
+        deadline = time.monotonic() + 10
+        while (left := _namespace_pids(netns) | _cgroup_pids(netns)) and time.monotonic() < deadline:
+            for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            deadline = time.monotonic() + 10
-            while subprocess.run(ip.netns_pids(netns), capture_output=True, text=True).stdout.strip() \
-                    and time.monotonic() < deadline:
-                time.sleep(0.05)
+            time.sleep(0.05)
         self._run(ip.host_net_down(netns, veth), check=False)
         for top in nspawn.cgroup_dirs(netns):
             _rmdir_tree(Path(top))
@@ -300,6 +309,12 @@ class Fleet:
                 state = known.get(h.name, "running")
                 if probe and h.name not in known:
                     to_probe.append(h)
+            elif (rec or h.netns in netns) and (orphans := self.host_processes(h)):
+                # Its nspawn is gone but its init still runs: reachable, and unsupervised
+                # (nothing stops it with the fleet); `up` replaces it.
+                rows.append({"name": h.name, "address": h.address, "pid": _root_of(orphans),
+                             "state": UNSUPERVISED})
+                continue
             elif rec or h.netns in netns:
                 state = "dead"
             else:
@@ -347,6 +362,39 @@ class Fleet:
                 self.claim_path().unlink()
         except (FileNotFoundError, json.JSONDecodeError):
             pass
+
+
+def _namespace_pids(netns: str) -> set[int]:
+    if netns not in _netns_list():
+        return set()
+    out = subprocess.run(ip.netns_pids(netns), capture_output=True, text=True).stdout
+    return {int(p) for p in out.split() if p.isdigit()}
+
+
+def _cgroup_pids(name: str) -> set[int]:
+    """Every process in the cgroup trees nspawn.in_own_cgroup made for a host."""
+    found: set[int] = set()
+    for top in nspawn.cgroup_dirs(name):
+        for dirpath, _, filenames in os.walk(top):
+            if "cgroup.procs" in filenames:
+                try:
+                    found |= {int(p) for p in Path(dirpath, "cgroup.procs").read_text().split()}
+                except OSError:
+                    pass
+    return found
+
+
+def _root_of(pids: list[int]) -> int:
+    """The process of `pids` whose parent is not among them: a container's init."""
+    members = set(pids)
+    for pid in pids:
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid not in members:
+            return pid
+    return pids[0]
 
 
 def _hosts_file(plan: FleetPlan, me: HostPlan) -> str:
