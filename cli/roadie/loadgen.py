@@ -7,6 +7,7 @@ a refused connect), and each answer is kept with the release that served it
 stops by itself.
 
     python -m roadie.loadgen --url http://198.18.0.10 --seconds 30 --rate 60
+    python -m roadie.loadgen --url http://198.18.0.10 --seconds 900 -- roadie deploy catalog 1.0.1
 """
 
 from __future__ import annotations
@@ -169,25 +170,47 @@ class Load:
         }
 
 
+def _print_tally(summary: dict) -> None:
+    print(f"load: {summary['requests']} requests at {summary['rate']}/s, {summary['failed']} failed")
+    for name, t in summary["by_target"].items():
+        versions = ", ".join(f"{v}: {n}" for v, n in sorted(t["by_version"].items()))
+        print(f"  {name:10} {t['requests']:6} requests, {t['failed']} failed; served by {versions}")
+    for f in summary.get("failures", [])[:10]:
+        print(f"  failed at {f['t']:.1f} s: {f['target']} {f['error']}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Load for --seconds, or for as long as a command given after `--` runs (then its exit code)."""
+    import subprocess
+
     ap = argparse.ArgumentParser(prog="python -m roadie.loadgen", description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True, help="the balancer, e.g. http://198.18.0.10")
-    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--seconds", type=float, default=30, help="how long; with a command, the most it may take")
     ap.add_argument("--rate", type=float, default=60)
     ap.add_argument("--tracks", type=int, default=50)
     ap.add_argument("--media", type=int, default=5)
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ap.add_argument("command", nargs="*", help="a command to run under load (after --)")
     args = ap.parse_args(argv)
     load = Load(args.url, stack_targets(args.tracks, args.media), rate=args.rate, seconds=args.seconds)
     load.start()
+    rc = 0
     try:
-        while load.elapsed() < args.seconds:
-            time.sleep(0.5)
+        if args.command:
+            time.sleep(1.0)  # a baseline before the command starts
+            rc = subprocess.run(args.command, timeout=args.seconds).returncode
+            time.sleep(1.0)
+        else:
+            while load.elapsed() < args.seconds:
+                time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        rc = 130
     summary = load.stop()
-    summary.pop("failures") if not summary["failed"] else None
-    print(json.dumps(summary))
-    return 1 if summary["failed"] else 0
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_tally(summary)
+    return rc or (1 if summary["failed"] else 0)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ def _deploy_options(f):
                      help="Host failures tolerated across the whole deploy before it stops and reverts.")(f)
     f = click.option("--drain-timeout", type=int, help="Seconds to wait for a drained host's sessions "
                                                        "(default: the service model's).")(f)
+    f = click.option("--health-timeout", type=click.IntRange(5, 1800), default=60, show_default=True,
+                     help="Seconds a restarted host gets to answer healthy with the new version.")(f)
     f = click.option("--lock-wait", type=float, default=0, show_default=True,
                      help="Seconds to wait for another deploy's lock instead of refusing.")(f)
     f = click.option("--message", "-m", default="", help="Why: kept with the lock and the audit record.")(f)
@@ -93,12 +95,13 @@ def _deploy_options(f):
 @click.argument("version")
 @_deploy_options
 @click.pass_context
-def deploy(ctx, service, version, batch, canary, max_fail, drain_timeout, lock_wait, message, plan_only, yes):
+def deploy(ctx, service, version, batch, canary, max_fail, drain_timeout, health_timeout, lock_wait, message,
+           plan_only, yes):
     """Roll VERSION of SERVICE out, batch by batch, through the balancer."""
     from roadie.deploy.run import Options
 
     opts = Options(batch=batch, canary=canary, max_fail=max_fail, drain_timeout=drain_timeout,
-                   lock_wait=lock_wait, message=message)
+                   lock_wait=lock_wait, message=message, health_seconds=health_timeout)
     _run(ctx, service, version, opts, "deploy", plan_only, yes)
 
 
@@ -107,12 +110,13 @@ def deploy(ctx, service, version, batch, canary, max_fail, drain_timeout, lock_w
 @click.option("--to", "to_version", help="The version to return to (default: each host's previous release).")
 @_deploy_options
 @click.pass_context
-def rollback(ctx, service, to_version, batch, canary, max_fail, drain_timeout, lock_wait, message, plan_only, yes):
+def rollback(ctx, service, to_version, batch, canary, max_fail, drain_timeout, health_timeout, lock_wait, message,
+             plan_only, yes):
     """Roll SERVICE back to each host's previous release (or --to VERSION), like a deploy."""
     from roadie.deploy.run import Options
 
     opts = Options(batch=batch, canary=canary, max_fail=max_fail, drain_timeout=drain_timeout,
-                   lock_wait=lock_wait, message=message)
+                   lock_wait=lock_wait, message=message, health_seconds=health_timeout)
     _run(ctx, service, to_version, opts, "rollback", plan_only, yes, to_previous=to_version is None)
 
 
