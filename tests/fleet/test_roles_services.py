@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.fleet.roles_fixtures import HOSTS, TIERS, http, listening
+from tests.fleet.roles_fixtures import HOSTS, TIERS, converge, http, listening, ssh, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -56,3 +56,32 @@ def test_nginx_serves_byte_ranges_from_its_cache(roles_fleet, name):
     assert headers.get("X-Cache-Status") == "HIT"
     status, _, _ = http(f"http://{HOSTS[name]}/healthz")
     assert status == 200
+
+
+HEALTH = {"catalog": "http://{address}:8080/healthz", "streaming": "http://{address}/healthz"}
+
+
+def _show(name: str, unit: str, prop: str) -> str:
+    return ssh(name, f"systemctl show -p {prop} --value {unit}").stdout.strip()
+
+
+@pytest.mark.parametrize(("service", "name"), [("catalog", "catalog-2"), ("streaming", "streaming-2")])
+def test_tag_limited_converge_restarts_what_it_changed(roles_fleet, service, name):
+    """--tags SERVICE_configure repairs a drifted env file and unit, reloads systemd and restarts the service."""
+    before = _show(name, service, "MainPID")
+    assert before not in ("", "0")
+    env, unit = f"/srv/{service}/shared/{service}.env", f"/etc/systemd/system/{service}.service"
+    ssh(name, f"echo ROADIE_DRIFT=1 >> {env} && echo '# drift' >> {unit}")
+    try:
+        doc = converge("--tags", f"{service}_configure", "--limit", name)
+        assert doc["returncode"] == 0 and doc["ok"], doc["stdout"] + doc["stderr"]
+        assert set(doc["hosts"]) == {name} and doc["hosts"][name]["changed"] >= 2
+        assert ssh(name, f"grep -c ROADIE_DRIFT {env} {unit}", check=False).stdout.split() == [f"{env}:0",
+                                                                                                 f"{unit}:0"]
+        assert _show(name, service, "NeedDaemonReload") == "no"
+        assert _show(name, service, "ActiveState") == "active"
+        after = _show(name, service, "MainPID")
+        assert after not in ("", "0", before), f"{service} on {name} was not restarted (MainPID {before} -> {after})"
+    finally:
+        wait_for(lambda: http(HEALTH[service].format(address=HOSTS[name]))[0] == 200, timeout=60,
+                 what=f"{service} health on {name}")
