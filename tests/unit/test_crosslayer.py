@@ -251,11 +251,18 @@ def render_roles(work: Path, inventory: Path = LOCAL_INVENTORY) -> Path:
              # (a fresh clone has no .roadie/local yet).
              "vault_catalog_db_password": "probe", "common_admin_users": []}
     ansible = Path(sys.executable).with_name("ansible-playbook")
-    proc = subprocess.run([str(ansible), "-i", str(inventory), str(play_dir / "probe.yml"), "--tags", PROBE_TAG,
-                           "-e", json.dumps(extra)], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={"PATH": f"{ansible.parent}:/usr/bin:/bin", "HOME": str(work),
-                               "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1",
-                               "ANSIBLE_LOCAL_TEMP": str(work / "tmp")})
+    cmd = [str(ansible), "-i", str(inventory), str(play_dir / "probe.yml"), "--tags", PROBE_TAG,
+           "-e", json.dumps(extra)]
+    env = {"PATH": f"{ansible.parent}:/usr/bin:/bin", "HOME": str(work), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(work / "tmp")}
+    # The play runs on this machine: refuse if a role task would run too (one tagged `always`).
+    listed = subprocess.run([*cmd, "--list-tasks"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-2000:]
+    tasks = [t.strip() for t in re.findall(r"^\s{6}(\S.*?)\s+TAGS:", listed.stdout, re.M)]
+    foreign = [t for t in tasks if not (t.startswith(("Render ", "Output directory", "Balancer addresses"))
+                                        or "Validating arguments against arg spec" in t)]
+    assert tasks and not foreign, f"the probe would run role tasks on this machine: {foreign}"
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return out
 
