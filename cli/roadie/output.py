@@ -85,13 +85,10 @@ class Output:
 
     @contextlib.contextmanager
     def progress(self, text: str) -> Iterator[None]:
-        """Live progress for long work: a spinner on a terminal, one line elsewhere, nothing under json."""
-        if self.json:
-            yield
-            return
+        """Live progress for long work: a spinner on a terminal (info lines scroll above it);
+        nothing elsewhere (CI logs get the info lines alone) and nothing under json."""
         stream = self._err or sys.stderr
-        if not _is_terminal(stream):
-            self._write(text, err=True)
+        if self.json or not _is_terminal(stream):
             yield
             return
         from rich.console import Console

@@ -56,7 +56,8 @@ def up(ctx, hosts):
     started = time.monotonic()
     only = names.split_list(hosts, "--hosts", "host") or None
     fleet = _fleet(ctx, only=only)
-    rows = fleet.up(only)
+    with output.of(ctx).progress(f"bringing up the {ctx.obj.env} fleet…"):
+        rows = fleet.up(only)
     _print(ctx, rows, fleet.helpers_status(), time.monotonic() - started)
 
 
@@ -67,7 +68,8 @@ def down(ctx):
     """Stop every process the fleet started and remove its namespaces, bridge and overlays."""
     started = time.monotonic()
     fleet = _fleet(ctx)
-    fleet.down()
+    with output.of(ctx).progress(f"taking down the {ctx.obj.env} fleet…"):
+        fleet.down()
     seconds = time.monotonic() - started
     output.of(ctx).result({"down": True, "seconds": round(seconds, 2)}, f"fleet down in {seconds:.1f} s")
 
