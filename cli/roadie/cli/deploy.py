@@ -15,12 +15,8 @@ INTERRUPTED = 130
 
 
 def _confirm(ctx, what: str, yes: bool) -> None:
-    try:
-        from roadie.confirm import confirm
-    except ImportError:  # until the shared helper lands: production needs --yes
-        if ctx.obj.env == "production" and not yes:
-            raise BadInput(f"{what} in production needs --yes (or a typed confirmation on a terminal).") from None
-        return
+    from roadie.confirm import confirm
+
     confirm(ctx, what, yes)
 
 
