@@ -139,7 +139,7 @@ def test_an_unhealthy_release_is_rolled_back_with_no_failed_request(fleet_v1, tm
         summary = load.stop()
     assert code == 1, err
     error = [d for d in docs if d.get("event") == "error"][-1]["error"]
-    assert "catalog-1: health:" in error and "put back" in error
+    assert "catalog-1: health:" in error and "put back" in error, error
     assert summary["failed"] == 0, summary["failures"]
     assert BROKEN not in summary["by_version"]
     assert set(versions_on("catalog").values()) == {V2}

@@ -198,3 +198,24 @@ def test_stage_refuses_a_host_without_room(tmp_path):
     with pytest.raises(OperationFailed, match="catalog-1: stage failed: .* MiB free"):
         engine.stage(d, ["catalog-1"], "2.0.0", tarball, "0" * 64, facts)
     assert ("catalog-1", "put") not in hosts.calls
+
+
+def test_a_host_dead_mid_deploy_counts_as_down_before_the_balancer_notices():
+    """catalog-2 loses power in batch 2; HAProxy still says UP (fall x inter not yet over):
+    reverting catalog-1 would drain the only live host, so it stays on the new release, in service."""
+    d, hosts, lb, _ = deps(["catalog-1", "catalog-2"])
+    original = hosts.run
+
+    def run_dying(host, command, what):
+        if host.name == "catalog-2" and what != "reading the release state":
+            raise OperationFailed(f"catalog-2: {what} failed: NoValidConnectionsError")
+        return original(host, command, what)
+
+    hosts.run = run_dying
+    outcome, results = run(d, batch="1")
+    assert outcome.result == "failed" and outcome.error.startswith("catalog-2: switch:")
+    assert d.known_down == {"catalog-2"}
+    assert hosts.current["catalog-1"] == "2.0.0"
+    assert results["catalog-1"].result == "ok" and "left on 2.0.0 and in service" in results["catalog-1"].error
+    assert lb.calls.count(("catalog-1", "drain")) == 1  # never drained again for a revert
+    assert lb.weight["catalog-1"] == 1

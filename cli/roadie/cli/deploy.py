@@ -66,7 +66,12 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
         ctx.exit(INTERRUPTED)
     if outcome.result != "ok":
         raise OperationFailed(f"{operation} of {service} {prepared.version} failed: {outcome.error}; "
-                              "hosts it changed were put back.")
+                              "hosts it changed were put back where the tier's minimum allowed.")
+    failed = [r for r in hosts if r.result != "ok"]
+    if failed:  # within --max-fail the rollout went on, but not every host is on the version
+        raise OperationFailed(f"{operation} of {service} {prepared.version} reached "
+                              f"{len(outcome.hosts) - len(failed)} of {len(outcome.hosts)} hosts; "
+                              + "; ".join(f"{r.host}: {r.error}" for r in failed))
 
 
 def _deploy_options(f):

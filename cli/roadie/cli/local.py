@@ -97,6 +97,22 @@ def image(ctx):
     out.result({"image": str(path)}, str(path))
 
 
+@local.command()
+@click.argument("host")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@options.common
+@click.pass_context
+def kill(ctx, host, yes):
+    """Cut a host's power: every process of it killed at once (rehearse failures; `up` brings it back)."""
+    fleet = _fleet(ctx, quiet=True)
+    if host not in {h.name for h in fleet.plan.hosts}:
+        raise BadInput(f"Unknown host {host}: the {ctx.obj.env} inventory has "
+                       f"{', '.join(h.name for h in fleet.plan.hosts)}.")
+    killed = fleet.kill(host)
+    output.of(ctx).result({"host": host, "killed": killed},
+                          f"{host}: power cut ({killed} processes killed); `roadie local up` brings it back")
+
+
 @local.command(context_settings={"ignore_unknown_options": True})
 @click.argument("host")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -52,6 +52,9 @@ class Deps:
     stop: threading.Event = field(default_factory=threading.Event)
     health_seconds: int = 60
     sleep: Callable[[float], None] = time.sleep
+    # Hosts this run found broken: out of service whatever the balancer says yet
+    # (HAProxy marks a dead server DOWN only after fall x inter seconds).
+    known_down: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -209,6 +212,8 @@ def rotate(d: Deps, r: HostResult) -> HostResult:
         r.result = "failed"
         d.emit(event("deploy.host.failed", host=name, step=step, error=r.error))
         _put_back(d, r, switched=step not in ("drain",))
+        if r.result == "failed":
+            d.known_down.add(name)
         return r
 
 
@@ -232,7 +237,7 @@ def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
 # -- batches ----------------------------------------------------------------------
 
 def _live_up(d: Deps) -> set[str]:
-    return {n for n, s in d.balancer.servers(d.service.backend).items() if s.up}
+    return {n for n, s in d.balancer.servers(d.service.backend).items() if s.up} - d.known_down
 
 
 def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail: bool = True) -> Outcome:
@@ -273,7 +278,7 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
 
 def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str]:
     """Every host this deploy moved goes back to where it was, rolling, in the plan's batch size."""
-    moved = [n for n, r in results.items() if r.result == "ok" and r.from_version]
+    moved = [n for n, r in results.items() if r.result == "ok" and r.from_version and n not in d.known_down]
     if not moved:
         return []
     d.emit(event("deploy.revert.started", hosts=moved))
@@ -290,9 +295,15 @@ def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str
     finally:
         if keep:
             d.stop.set()
+    outcome_error = None
     for n in moved:
-        results[n].result = "reverted" if back[n].result == "ok" else "failed"
-        if back[n].result != "ok":
+        if back[n].result == "ok":
+            results[n].result = "reverted"
+        elif back[n].result == "pending":  # not reverted: it would have taken the tier below its minimum
+            outcome_error = outcome_error or "reverting it would leave too few healthy hosts"
+            results[n].error = f"left on {results[n].to_version} and in service: {outcome_error}"
+        else:
+            results[n].result = "failed"
             results[n].error = f"reverting: {back[n].error}"
     return moved
 

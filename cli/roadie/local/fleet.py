@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,16 @@ class Fleet:
     def host_processes(self, h: HostPlan) -> list[int]:
         """The host's live processes apart from its recorded nspawn (see hosts.processes)."""
         return hosts.processes(h.netns, exclude=self.record["hosts"].get(h.name, {}).get("pid"))
+
+    def kill(self, name: str) -> int:
+        """A power cut of one host: every process of it killed at once; `up` rebuilds it."""
+        h = self.plan.host(name)
+        rec = self.record["hosts"].get(name, {})
+        killed = 0
+        if rec.get("pid") and self.host_alive(name):  # checked against its marker: only our nspawn
+            os.kill(rec["pid"], signal.SIGKILL)
+            killed = 1
+        return killed + hosts.power_cut(h.netns)
 
     def helper_alive(self, name: str) -> bool:
         return helpers.alive(self.record, name)

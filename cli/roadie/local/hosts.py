@@ -57,6 +57,25 @@ def processes(netns: str, exclude: int | None = None) -> list[int]:
     return sorted(p for p in found if procs.cmdline(p) is not None)
 
 
+def power_cut(netns: str) -> int:
+    """SIGKILL every process of a host at once, as pulling its plug would; its network stays.
+
+    Killing only nspawn leaves the container running (its init is reparented),
+    so the whole cgroup tree and namespace go. Returns how many processes died.
+    """
+    killed: set[int] = set()
+    deadline = time.monotonic() + 10
+    while (left := namespace_pids(netns) | cgroup_pids(netns)) and time.monotonic() < deadline:
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    return len(killed)
+
+
 def clear(netns: str, veth: str) -> None:
     """Kill what still runs of a host, then remove its namespace, veth and cgroups.
 
