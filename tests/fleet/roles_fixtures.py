@@ -42,13 +42,18 @@ def ssh(host: str, command: str, timeout: float = 120, check: bool = True,
     return proc
 
 
-def converge(*args: str, timeout: float = 900) -> dict:
+def converge(*args: str, timeout: float = 900, env: dict | None = None) -> dict:
     """`roadie --output json converge ARGS`: its recap, plus returncode and raw output."""
-    proc = run_roadie("--output", "json", "converge", *args, timeout=timeout)
-    try:
-        doc = json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        doc = {}
+    proc = run_roadie("--output", "json", "converge", *args, timeout=timeout, env=env)
+    # The recap is a JSON document; a failed converge adds an error event (event, error, exit_code) after it.
+    doc = {}
+    for line in proc.stdout.splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            doc.update(parsed)
     doc.update(returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
     return doc
 
