@@ -105,7 +105,8 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
     def one(name: str) -> None:
         host = d.hosts[name]
         if version in facts[name]["releases"]:
-            d.emit(event("deploy.staged", host=name, version=version, already=True))
+            d.emit(event("deploy.staged", f"  {name}: {version} already unpacked", host=name, version=version,
+                         already=True))
             return
         if facts[name]["disk_free"] < need:
             raise HostFailed(name, "stage", f"{facts[name]['disk_free'] // 2**20} MiB free under "
@@ -118,7 +119,9 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
             d.transport.run(host, f"rm -rf {cmd.incoming(svc, version)} {cmd.release_dir(svc, version)}.unpacking",
                             "cleaning up a failed stage")
             raise HostFailed(name, "stage", exc.message) from None
-        d.emit(event("deploy.staged", host=name, version=version, seconds=round(time.monotonic() - started, 3)))
+        secs = round(time.monotonic() - started, 3)
+        d.emit(event("deploy.staged", f"  {name}: {version} staged ({secs:.1f} s)", host=name, version=version,
+                     seconds=secs))
 
     with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(names)))) as pool:
         list(pool.map(one, names))
@@ -127,7 +130,9 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
 def migrate(d: Deps, name: str, version: str) -> None:
     started = time.monotonic()
     d.transport.run(d.hosts[name], cmd.migrate(version), "migrating the database")
-    d.emit(event("deploy.migrated", host=name, version=version, seconds=round(time.monotonic() - started, 3)))
+    secs = round(time.monotonic() - started, 3)
+    d.emit(event("deploy.migrated", f"  migrations of {version} applied from {name} ({secs:.1f} s)", host=name,
+                 version=version, seconds=secs))
 
 
 # -- one host ---------------------------------------------------------------------
@@ -181,14 +186,16 @@ def rotate(d: Deps, r: HostResult) -> HostResult:
         now = time.monotonic()
         r.steps[what] = now - clock
         clock = now
-        d.emit(event("deploy.host.step", host=name, step=what, seconds=round(r.steps[what], 3)))
+        d.emit(event("deploy.host.step", f"    {name}: {what} ({r.steps[what]:.1f} s)", host=name, step=what,
+                     seconds=round(r.steps[what], 3)))
 
     try:
         if d.balancer:
             left = drain(d, name)
             done("drain")
             if left:
-                d.emit(event("deploy.host.drain_timeout", host=name, sessions=left))
+                d.emit(event("deploy.host.drain_timeout", f"    {name}: {left} session(s) open at the drain timeout",
+                             host=name, sessions=left))
         step = "switch"
         d.transport.run(d.hosts[name], cmd.switch(d.service.name, r.to_version), "switching current")
         done("switch")
@@ -205,12 +212,13 @@ def rotate(d: Deps, r: HostResult) -> HostResult:
             enable(d, name)
             done("enable")
         r.result = "ok"
-        d.emit(event("deploy.host.done", host=name, to=r.to_version, **{"from": r.from_version}))
+        d.emit(event("deploy.host.done", f"  {name}: {r.from_version or '(none)'} -> {r.to_version}, in service",
+                     host=name, to=r.to_version, **{"from": r.from_version}))
         return r
     except Exception as exc:
         r.error = f"{step}: {getattr(exc, 'message', None) or exc}"
         r.result = "failed"
-        d.emit(event("deploy.host.failed", host=name, step=step, error=r.error))
+        d.emit(event("deploy.host.failed", f"  {name}: FAILED at {r.error}", host=name, step=step, error=r.error))
         _put_back(d, r, switched=step not in ("drain",))
         if r.result == "failed":
             d.known_down.add(name)
@@ -224,7 +232,7 @@ def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
         if switched and r.from_version and r.from_version != r.to_version:
             _switch_and_check(d, name, r.from_version)
             r.result = "reverted"
-            d.emit(event("deploy.host.reverted", host=name, to=r.from_version))
+            d.emit(event("deploy.host.reverted", f"  {name}: back on {r.from_version}", host=name, to=r.from_version))
     except Exception as exc:  # the old release is unhealthy too: say so, still re-enable below
         r.error += f"; putting back {r.from_version} failed too: {getattr(exc, 'message', exc)}"
     if d.balancer:
@@ -262,7 +270,8 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
             if len(chosen) < len(batch):
                 pending.insert(0, [h for h in batch if h not in chosen])
             batch = chosen
-        d.emit(event("deploy.batch.started", index=done_batches + 1, hosts=batch,
+        label = "canary" if canary & set(batch) else f"batch {done_batches + 1}"
+        d.emit(event("deploy.batch.started", f"{label}: {', '.join(batch)}", index=done_batches + 1, hosts=batch,
                      canary=bool(canary & set(batch))))
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(batch))) as pool:
             list(pool.map(lambda n: rotate(d, results[n]), batch))
@@ -281,7 +290,7 @@ def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str
     moved = [n for n, r in results.items() if r.result == "ok" and r.from_version and n not in d.known_down]
     if not moved:
         return []
-    d.emit(event("deploy.revert.started", hosts=moved))
+    d.emit(event("deploy.revert.started", f"putting back {', '.join(moved)}", hosts=moved))
     size = max(len(b.hosts) for b in p.batches)
     back = {n: HostResult(n, results[n].to_version, results[n].from_version) for n in moved}
     batches = tuple(planner.Batch(i + 1, tuple(moved[i * size:(i + 1) * size]))

@@ -195,8 +195,9 @@ def execute(p: Prepared) -> engine.Outcome:
     started = time.time()
     results = {n: engine.HostResult(n, m.from_version, m.to_version) for n, m in plan.moves.items()}
     outcome = engine.Outcome("failed", results, "did not start")
-    d.emit(event(f"{p.operation}.started", service=svc.name, version=p.version, env=p.env,
-                 batches=[list(b.hosts) for b in plan.batches], unchanged=list(plan.unchanged)))
+    d.emit(event(f"{p.operation}.started", f"{p.operation} {svc.name} {p.version} in {p.env}: "
+                 f"{len(plan.moves)} host(s) in {len(plan.batches)} batch(es)", service=svc.name, version=p.version,
+                 env=p.env, batches=[list(b.hosts) for b in plan.batches], unchanged=list(plan.unchanged)))
     try:
         for ver, (path, sha) in p.tarballs.items():
             stage_on = [h for h, m in plan.moves.items() if m.to_version == ver]
@@ -227,7 +228,8 @@ def execute(p: Prepared) -> engine.Outcome:
         finally:
             lock.release()
             d.transport.close()
-        d.emit(event(f"{p.operation}.finished", service=svc.name, version=p.version, result=outcome.result,
+        d.emit(event(f"{p.operation}.finished", f"{p.operation} {svc.name} {p.version}: {outcome.result} in "
+                     f"{doc['seconds']:.1f} s", service=svc.name, version=p.version, result=outcome.result,
                      error=outcome.error, seconds=doc["seconds"]))
     return outcome
 
