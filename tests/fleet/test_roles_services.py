@@ -1,7 +1,9 @@
 """catalog and streaming roles: users, layout, units, environment, nginx, listening addresses."""
 
 import pytest
+import yaml
 
+from tests.conftest import ROOT
 from tests.fleet.roles_fixtures import HOSTS, TIERS, converge, http, listening, ssh, wait_for
 
 pytestmark = pytest.mark.fleet
@@ -85,3 +87,17 @@ def test_tag_limited_converge_restarts_what_it_changed(roles_fleet, service, nam
     finally:
         wait_for(lambda: http(HEALTH[service].format(address=HOSTS[name]))[0] == 200, timeout=60,
                  what=f"{service} health on {name}")
+
+
+SECRET_WORDS = ("password", "secret", "token", "private_key")
+
+
+def test_secret_arguments_are_no_log():
+    """Every role argument that holds a secret is declared no_log in its argument spec."""
+    missing = []
+    for spec in sorted((ROOT / "roles").glob("*/meta/argument_specs.yml")):
+        for entry, body in yaml.safe_load(spec.read_text())["argument_specs"].items():
+            for name, option in body.get("options", {}).items():
+                if any(word in name for word in SECRET_WORDS) and option.get("no_log") is not True:
+                    missing.append(f"{spec.parent.parent.name}:{entry}:{name}")
+    assert missing == []
