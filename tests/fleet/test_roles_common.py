@@ -1,10 +1,12 @@
 """common role on every host: sshd, firewall, sysctl, journald, apt proxy, admin user, hostname."""
 
+import importlib.util
 import subprocess
 
 import pytest
 
-from tests.fleet.roles_fixtures import HOSTS, SSH_CONFIG, connect_from
+from tests.conftest import ROOT
+from tests.fleet.roles_fixtures import HOSTS, SSH_CONFIG, connect_from, converge, ssh
 
 pytestmark = pytest.mark.fleet
 
@@ -82,3 +84,31 @@ def test_admin_user_logs_in_with_its_key_and_sudo(roles_fleet, name):
 ])
 def test_firewall_between_tiers(roles_fleet, source, target, port, expected):
     assert connect_from(source, HOSTS[target], port) == expected
+
+
+def _roadie_packages():
+    spec = importlib.util.spec_from_file_location("roadie_packages", ROOT / "filter_plugins" / "roadie_packages.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_package_check_is_implemented_once():
+    """The dpkg-query check lives in one filter plugin; roles only call it."""
+    copies = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "roles").rglob("*.yml")
+                    if "dpkg-query" in p.read_text() or "_missing_packages:" in p.read_text())
+    assert copies == []
+    plugin = _roadie_packages()
+    result = {"stdout_lines": ["ii  nginx", "un  sudo", "ii  libc6:amd64", "rc  haproxy"]}
+    assert plugin.roadie_missing_packages(result, ["nginx", "sudo", "libc6", "haproxy", "curl"]) == \
+        ["sudo", "haproxy", "curl"]
+    assert plugin.roadie_missing_packages({"skipped": True}, ["nginx"]) == ["nginx"]
+
+
+def test_a_removed_package_is_reinstalled(roles_fleet):
+    ssh("catalog-2", "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q systemd-timesyncd")
+    doc = converge("--tags", "common_install", "--limit", "catalog-2")
+    assert doc["returncode"] == 0 and doc["hosts"]["catalog-2"]["changed"] >= 1, doc["stdout"] + doc["stderr"]
+    assert ssh("catalog-2", "dpkg-query -W -f '${db:Status-Abbrev}' systemd-timesyncd").stdout.strip() == "ii"
+    again = converge("--tags", "common", "--limit", "catalog-2")
+    assert again["returncode"] == 0 and again["hosts"]["catalog-2"]["changed"] == 0, again["changes"]
