@@ -65,10 +65,45 @@ def test_end_to_end_through_haproxy(roles_fleet, hosts):
     assert status == 404
 
 
-def test_requests_survive_a_drained_server(hosts):
+def runtime_ok(hosts, command: str) -> None:
+    """A runtime API command that must succeed: HAProxy answers nothing when it does
+    ("No such server.", "Require 'backend/server'." ... otherwise), and socat exits 0 either way."""
+    answer = runtime(hosts, command).strip()
+    assert answer == "", f"HAProxy refused {command!r}: {answer}"
+
+
+def stat(hosts) -> dict:
+    """`show stat` rows by (backend, server), as dicts keyed by the header's column names."""
+    lines = runtime(hosts, "show stat").splitlines()
+    columns = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(columns, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {(r["pxname"], r["svname"]): r for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def test_runtime_refusals_are_caught(hosts):
+    with pytest.raises(AssertionError, match="No such server"):
+        runtime_ok(hosts, "set server catalog/no-such-server state drain")
+
+
+def test_drained_server_gets_no_new_sessions(hosts):
+    drained, other = ("catalog", "catalog-1"), ("catalog", "catalog-2")
+    wait_for(lambda: stat(hosts)[drained]["status"] == "UP", timeout=30, what="catalog-1 UP before the test")
     try:
-        runtime(hosts, "set server catalog/catalog-1 state drain")
-        codes = {http(f"http://{LB}/api/tracks/{i}")[0] for i in range(1, 21)}
-        assert codes == {200}
+        runtime_ok(hosts, "set server catalog/catalog-1 state drain")
+        before = stat(hosts)
+        assert before[drained]["status"] == "DRAIN"
+        assert before[other]["status"] == "UP"
+        codes = [http(f"http://{LB}/api/tracks/{i}")[0] for i in range(1, 21)]
+        assert codes == [200] * 20
+        after = stat(hosts)
+        assert after[drained]["status"] == "DRAIN"
+        assert int(after[drained]["stot"]) == int(before[drained]["stot"]), "a drained server got new sessions"
+        assert int(after[other]["stot"]) - int(before[other]["stot"]) >= 20
     finally:
-        runtime(hosts, "set server catalog/catalog-1 state ready")
+        runtime_ok(hosts, "set server catalog/catalog-1 state ready")
+    assert wait_for(lambda: stat(hosts)[drained]["status"] == "UP", timeout=30, what="catalog-1 UP again")
+    # Back in rotation: round robin gives it sessions again.
+    start = int(stat(hosts)[drained]["stot"])
+    for i in range(1, 11):
+        assert http(f"http://{LB}/api/tracks/{i}")[0] == 200
+    assert int(stat(hosts)[drained]["stot"]) - start >= 3
