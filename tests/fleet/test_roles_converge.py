@@ -3,7 +3,7 @@
 import pytest
 
 from roadie.converge import secrets as converge_secrets
-from tests.fleet.roles_fixtures import HOSTS, STATE, converge
+from tests.fleet.roles_fixtures import HOSTS, STATE, converge, ssh
 
 pytestmark = pytest.mark.fleet
 
@@ -54,3 +54,19 @@ def test_unknown_limit_is_bad_input(roles_fleet):
     # Under --output json the error is a JSON event on stdout (the last line, parsed by converge()).
     assert doc["returncode"] == 2 and doc.get("event") == "error"
     assert "neither a host nor a group" in doc["error"] and doc["exit_code"] == 2
+
+
+DRIFT_HOST, DRIFT_FILE = "streaming-1", "/etc/systemd/journald.conf"
+
+
+def test_drift_on_one_host_is_detected_and_repaired(roles_fleet):
+    """A hand-edited templated file on one host: the next converge changes that host only and restores it."""
+    original = ssh(DRIFT_HOST, f"sha256sum {DRIFT_FILE}").stdout.split()[0]
+    ssh(DRIFT_HOST, f"echo '# edited by hand' >> {DRIFT_FILE}")
+    assert ssh(DRIFT_HOST, f"sha256sum {DRIFT_FILE}").stdout.split()[0] != original
+    doc = converge()
+    assert doc["returncode"] == 0 and doc["ok"], doc["stdout"] + doc["stderr"]
+    changed = {h: r["changed"] for h, r in doc["hosts"].items() if r["changed"]}
+    assert set(changed) == {DRIFT_HOST}, f"changed: {changed}; tasks: {doc['changes']}"
+    assert ssh(DRIFT_HOST, f"sha256sum {DRIFT_FILE}").stdout.split()[0] == original
+    _assert_clean(converge())
