@@ -49,10 +49,18 @@ class Sample:
 
 
 def stack_targets(tracks: int = 50, media: int = 5) -> list[Target]:
-    """Catalog reads and streaming byte ranges, as the demo data has them."""
+    """Catalog reads, streaming byte ranges, and streaming requests that reach the app.
+
+    nginx serves repeated byte ranges from its slice cache (with the version
+    header of the release that filled it), so those never touch the app a
+    deploy restarts. A track that does not exist is answered 404 by the app
+    itself every time (nginx caches only 200/206): that target proves the app
+    behind nginx stayed available and says which release answered.
+    """
     return [
         Target("catalog", "/api/tracks/{n}", spread=tracks),
         Target("streaming", "/stream/{n}", spread=media, headers=(("Range", "bytes=0-4095"),), ok=(206,)),
+        Target("streaming-app", "/stream/9900{n}", spread=1000, headers=(("Range", "bytes=0-4095"),), ok=(404,)),
     ]
 
 

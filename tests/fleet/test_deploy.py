@@ -117,9 +117,10 @@ def test_rolling_deploy_of_both_services_fails_no_request(fleet_v1):
         summary = load.stop()
     assert summary["requests"] >= RATE * 10, summary
     assert summary["failed"] == 0, summary["failures"]
-    for service in ("catalog", "streaming"):
-        assert set(summary["by_target"][service]["by_version"]) <= {fleet_v1[service], V2}, summary
-        assert V2 in summary["by_target"][service]["by_version"], summary  # the new release served
+    for target, service in (("catalog", "catalog"), ("streaming", "streaming"), ("streaming-app", "streaming")):
+        assert set(summary["by_target"][target]["by_version"]) <= {fleet_v1[service], V2}, summary
+    for target in ("catalog", "streaming-app"):  # answered by the app itself: the new release served
+        assert V2 in summary["by_target"][target]["by_version"], summary
         assert set(versions_on(service).values()) == {V2}
     code, docs, _ = roadie_json("audit", "--service", "catalog")
     record = [r for r in docs[-1]["records"] if r["operation"] == "deploy"][-1]

@@ -29,7 +29,7 @@ class FakeHosts:
 
     def __init__(self, names, version="1.0.0", bad=(), dead=(), on_step=None):
         self.current = {n: version for n in names}
-        self.previous = {n: None for n in names}
+        self.previous = {n: "0.9.0" for n in names}
         self.bad, self.dead = set(bad), set(dead)
         self.calls: list[tuple[str, str]] = []
         self.on_step = on_step
@@ -50,6 +50,9 @@ class FakeHosts:
             if self.current[host.name] != version:
                 self.previous[host.name] = self.current[host.name]
             self.current[host.name] = version
+        if what == "restoring previous":
+            self.previous[host.name] = next(v for v in (None, "0.9.0", "1.0.0", "2.0.0")
+                                            if command == cmd.set_previous(SVC.name, v))
         if what == "health check" and self.current[host.name] in self.bad:
             raise OperationFailed(f"{host.name}: health check failed: not healthy after 60 s: HTTP 500")
         return ""
@@ -93,7 +96,8 @@ def deps(names, **kw):
 def run(d, version="2.0.0", **kw):
     current = {n: d.transport.current[n] for n in d.hosts}
     p = planner.build("catalog", version, current, min_healthy=SVC.min_healthy, drain_timeout=0, **kw)
-    results = {n: engine.HostResult(n, m.from_version, m.to_version) for n, m in p.moves.items()}
+    results = {n: engine.HostResult(n, m.from_version, m.to_version, previous=d.transport.previous[n])
+               for n, m in p.moves.items()}
     outcome = engine.roll(d, p, results)
     if outcome.result == "failed":
         engine.revert(d, p, results)
@@ -130,6 +134,7 @@ def test_an_unhealthy_release_is_put_back_and_the_rest_never_touched():
     assert not [c for c in lb.calls if c[0] != "catalog-1"]  # the others never left the balancer
     assert lb.weight["catalog-1"] == 1
     assert "deploy.host.reverted" in [e.kind for e in events]
+    assert hosts.previous["catalog-1"] == "0.9.0"  # a rollback after this must not pick the bad release
 
 
 def test_past_max_fail_every_changed_host_goes_back():
@@ -148,6 +153,7 @@ def test_past_max_fail_every_changed_host_goes_back():
     assert set(hosts.current.values()) == {"1.0.0"}  # batch 1 went back too: one version on the tier
     assert [results[n].result for n in NAMES] == ["reverted", "reverted", "reverted", "reverted"]
     assert all(w == 1 for w in lb.weight.values())
+    assert set(hosts.previous.values()) == {"0.9.0"}  # the tier is as it was, previous links included
 
 
 def test_within_max_fail_the_rollout_goes_on():

@@ -95,6 +95,15 @@ def test_switch_is_a_rename_over_current_and_keeps_previous(tree):
     assert os.readlink(tree / "svc/previous") == "releases/1.0.0"
 
 
+def test_set_previous_restores_or_removes_the_link(tree):
+    for v in ("1.0.0", "1.1.0"):
+        (tree / "svc/releases" / v).mkdir()
+    assert run(in_tree(cmd.set_previous("svc", "1.0.0"), tree)).returncode == 0
+    assert os.readlink(tree / "svc/previous") == "releases/1.0.0"
+    assert run(in_tree(cmd.set_previous("svc", None), tree)).returncode == 0
+    assert not (tree / "svc/previous").is_symlink()
+
+
 def test_facts_reports_links_releases_and_disk(tree):
     for v in ("1.0.0", "1.1.0"):
         (tree / "svc/releases" / v).mkdir()

@@ -68,6 +68,14 @@ def switch(service: str, version: str) -> str:
             f"ln -sfn {target} current.new && mv -T current.new current")
 
 
+def set_previous(service: str, version: str | None) -> str:
+    """Put `previous` back as it was before a deploy that was reverted (none: removed)."""
+    b = base(service)
+    if not version:
+        return f"rm -f {b}/previous"
+    return f"cd {b} && ln -sfn releases/{version} previous.new && mv -T previous.new previous"
+
+
 def current(service: str) -> str:
     return f"readlink {base(service)}/current || true"
 

@@ -65,6 +65,8 @@ class HostResult:
     result: str = "pending"  # ok | failed | reverted | untouched
     steps: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    previous: str | None = None  # the host's `previous` release before this deploy
+    reverting: bool = False  # a move back: `previous` is restored, not replaced
 
     def as_dict(self) -> dict:
         return {"host": self.host, "from": self.from_version, "to": self.to_version, "result": self.result,
@@ -207,6 +209,8 @@ def rotate(d: Deps, r: HostResult) -> HostResult:
                                                         d.service.health_path, d.service.version_path),
                         "health check")
         done("health")
+        if r.reverting:
+            d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous")
         if d.balancer:
             step = "enable"
             enable(d, name)
@@ -231,6 +235,7 @@ def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
     try:
         if switched and r.from_version and r.from_version != r.to_version:
             _switch_and_check(d, name, r.from_version)
+            d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous")
             r.result = "reverted"
             d.emit(event("deploy.host.reverted", f"  {name}: back on {r.from_version}", host=name, to=r.from_version))
     except Exception as exc:  # the old release is unhealthy too: say so, still re-enable below
@@ -292,7 +297,8 @@ def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str
         return []
     d.emit(event("deploy.revert.started", f"putting back {', '.join(moved)}", hosts=moved))
     size = max(len(b.hosts) for b in p.batches)
-    back = {n: HostResult(n, results[n].to_version, results[n].from_version) for n in moved}
+    back = {n: HostResult(n, results[n].to_version, results[n].from_version, previous=results[n].previous,
+                          reverting=True) for n in moved}
     batches = tuple(planner.Batch(i + 1, tuple(moved[i * size:(i + 1) * size]))
                     for i in range((len(moved) + size - 1) // size))
     rp = planner.Plan(service=p.service, version="previous", batches=batches, min_healthy=p.min_healthy,

@@ -193,7 +193,8 @@ def execute(p: Prepared) -> engine.Outcome:
                                                 text=f"waiting for the {svc.name} lock: {h.describe()}")))
     lock.start_renewing()
     started = time.time()
-    results = {n: engine.HostResult(n, m.from_version, m.to_version) for n, m in plan.moves.items()}
+    results = {n: engine.HostResult(n, m.from_version, m.to_version, previous=p.facts[n]["previous"])
+               for n, m in plan.moves.items()}
     outcome = engine.Outcome("failed", results, "did not start")
     d.emit(event(f"{p.operation}.started", f"{p.operation} {svc.name} {p.version} in {p.env}: "
                  f"{len(plan.moves)} host(s) in {len(plan.batches)} batch(es)", service=svc.name, version=p.version,
