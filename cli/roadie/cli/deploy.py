@@ -91,18 +91,23 @@ def _deploy_options(f):
     return options.common(f)
 
 
+def _options(kw: dict):
+    """Options from the shared flags; `plan` and `yes` are returned apart."""
+    from roadie.deploy.run import Options
+
+    plan_only, yes = kw.pop("plan_only"), kw.pop("yes")
+    kw["health_seconds"] = kw.pop("health_timeout")
+    return Options(**kw), plan_only, yes
+
+
 @click.command()
 @click.argument("service")
 @click.argument("version")
 @_deploy_options
 @click.pass_context
-def deploy(ctx, service, version, batch, canary, max_fail, drain_timeout, health_timeout, lock_wait, message,
-           plan_only, yes):
+def deploy(ctx, service, version, **flags):
     """Roll VERSION of SERVICE out, batch by batch, through the balancer."""
-    from roadie.deploy.run import Options
-
-    opts = Options(batch=batch, canary=canary, max_fail=max_fail, drain_timeout=drain_timeout,
-                   lock_wait=lock_wait, message=message, health_seconds=health_timeout)
+    opts, plan_only, yes = _options(flags)
     _run(ctx, service, version, opts, "deploy", plan_only, yes)
 
 
@@ -111,13 +116,9 @@ def deploy(ctx, service, version, batch, canary, max_fail, drain_timeout, health
 @click.option("--to", "to_version", help="The version to return to (default: each host's previous release).")
 @_deploy_options
 @click.pass_context
-def rollback(ctx, service, to_version, batch, canary, max_fail, drain_timeout, health_timeout, lock_wait, message,
-             plan_only, yes):
+def rollback(ctx, service, to_version, **flags):
     """Roll SERVICE back to each host's previous release (or --to VERSION), like a deploy."""
-    from roadie.deploy.run import Options
-
-    opts = Options(batch=batch, canary=canary, max_fail=max_fail, drain_timeout=drain_timeout,
-                   lock_wait=lock_wait, message=message, health_seconds=health_timeout)
+    opts, plan_only, yes = _options(flags)
     _run(ctx, service, to_version, opts, "rollback", plan_only, yes, to_previous=to_version is None)
 
 
