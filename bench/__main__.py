@@ -23,6 +23,7 @@ SUITES = {
     "fleet": ["--runs", "5", "--cold-runs", "3"],
     "converge": ["--cold", "--synthetic", "--runs", "3"],
     "services": ["--seconds", "5"],
+    "deploy": ["--runs", "3"],
 }
 
 
@@ -58,6 +59,12 @@ RATIOS = [
                f"{next(x['seconds'] for x in r['synthetic']['runs'] if x['profile'] == 'stock')} s)"),
     ("converge", "no-op converge, mitogen vs built-in linear strategy",
      lambda r: f"{r['speedup_mitogen_over_linear']}x"),
+    ("deploy", "rolling deploy of the catalog tier under load, roadie vs Ansible rolling_update.yml (time)",
+     lambda r: f"{r['ratio_roadie_over_baseline']}x ({r['roadie_seconds']['median']} s vs "
+               f"{r['baseline_seconds']['median']} s; failed requests {r['failed_requests']['roadie']} vs "
+               f"{r['failed_requests']['baseline']})"),
+    ("deploy", "roadie's own overhead per batch (wall time less drain, restart, health, UP waits)",
+     lambda r: f"{r['overhead_per_batch_s']} s"),
     ("services", "catalog search req/s, trigram indexes vs none",
      lambda r: _ratio(r["catalog_search_common_word"]["rps"], r["baseline_no_trgm_search_common_word"]["rps"])),
 ]

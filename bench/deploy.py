@@ -25,7 +25,9 @@ from roadie import inventory, loadgen
 ROOT = Path(__file__).resolve().parents[1]
 ROADIE = [sys.executable, "-m", "roadie"]
 LB = "http://198.18.0.10"
-A, B = "1.0.0", "1.0.1"
+# Versions of the benchmark's own, new each run: published versions never change.
+STAMP = int(time.time())
+A, B = f"9.0.0-bench.{STAMP}.1", f"9.0.0-bench.{STAMP}.2"
 WAITS = ("drain", "restart", "health", "enable")
 
 

@@ -147,3 +147,37 @@ def test_wait_healthy_reads_the_bind_and_reports_why(tree):
                           capture_output=True, text=True, env={**os.environ, "SVC_BIND": "0.0.0.0:9"})
     assert proc.returncode == 1
     assert "not healthy at http://127.0.0.1:9 after 1 s" in proc.stderr
+
+
+@pytest.mark.parametrize(("answers", "version", "ok", "why"), [
+    ({"/healthz": (200, {}), "/version": (200, {"version": "1.2.0"})}, "1.2.0", True, ""),
+    ({"/healthz": (200, {}), "/version": (200, {"version": "1.1.0"})}, "1.2.0", False, "version 1.1.0"),
+    ({"/healthz": (503, {}), "/version": (200, {"version": "1.2.0"})}, "1.2.0", False, "503"),
+    ({"/up": (200, {}), "/v": (200, {"version": "1.2.0"})}, "1.2.0", True, ""),  # paths from the model
+])
+def test_wait_healthy_against_a_live_server(answers, version, ok, why):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            status, body = answers.get(self.path, (404, {}))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    paths = ("/up", "/v") if "/up" in answers else ("/healthz", "/version")
+    try:
+        proc = subprocess.run(["python3", "-c", cmd.health_script("svc", version, 2, *paths)], capture_output=True,
+                              text=True, env={**os.environ, "SVC_BIND": f"127.0.0.1:{httpd.server_address[1]}"})
+    finally:
+        httpd.shutdown()
+    assert (proc.returncode == 0) == ok, proc.stderr
+    assert why in proc.stderr

@@ -1,0 +1,74 @@
+"""The SSH transport's error lines: host, step and the remote error's last line; connections dropped on failure."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from roadie import transport
+from roadie.errors import BadInput, OperationFailed
+from roadie.inventory import Host
+
+HOST = Host("catalog-1", "198.18.0.11", ("catalog",))
+
+
+class Conn:
+    def __init__(self, result=None, exc=None):
+        self.result, self.exc, self.closed, self.commands = result, exc, False, []
+
+    def run(self, command, **kwargs):
+        self.commands.append((command, kwargs))
+        if self.exc:
+            raise self.exc
+        return self.result
+
+    def close(self):
+        self.closed = True
+
+
+def result(ok, stdout="", stderr="", exited=0):
+    return SimpleNamespace(ok=ok, stdout=stdout, stderr=stderr, exited=exited)
+
+
+@pytest.mark.parametrize(("res", "message"), [
+    (result(False, stderr="line one\nunit failed to start\n", exited=1), "catalog-1: restarting failed: unit failed"),
+    (result(False, stdout="only stdout\n", exited=3), "catalog-1: restarting failed: only stdout"),
+    (result(False, exited=7), "catalog-1: restarting failed: exit 7"),
+])
+def test_a_failed_command_names_host_step_and_remote_error(res, message):
+    with pytest.raises(OperationFailed, match=message):
+        transport.run(Conn(res), HOST, "systemctl restart catalog", "restarting")
+
+
+def test_output_of_a_good_command_and_no_stdin():
+    conn = Conn(result(True, stdout="releases/1.0.0\n"))
+    assert transport.run(conn, HOST, "readlink current", "reading") == "releases/1.0.0\n"
+    assert conn.commands[0][1] == {"hide": True, "warn": True, "in_stream": False}
+
+
+def test_the_pool_reuses_one_connection_and_drops_a_broken_one(monkeypatch):
+    made = []
+
+    def connect(host, env):
+        made.append(Conn(result(True, stdout="ok")) if len(made) == 0 else Conn(result(True, stdout="again")))
+        return made[-1]
+
+    monkeypatch.setattr(transport, "connect", connect)
+    ssh = transport.SSH("local")
+    assert ssh.run(HOST, "true", "a") == "ok" and ssh.run(HOST, "true", "b") == "ok"
+    assert len(made) == 1
+    made[0].exc = ConnectionResetError("gone")
+    with pytest.raises(OperationFailed, match="catalog-1: c failed: ConnectionResetError: gone"):
+        ssh.run(HOST, "true", "c")
+    assert made[0].closed
+    assert ssh.run(HOST, "true", "d") == "again" and len(made) == 2
+
+
+@pytest.mark.parametrize(("kind", "ok"), [("ssh", True), ("bastion", True), ("ssm", False), ("telnet", False)])
+def test_the_inventory_chooses_the_transport(kind, ok):
+    if ok:
+        assert isinstance(transport.for_env("local", kind), transport.SSH)
+    else:
+        with pytest.raises(BadInput, match=f"roadie_connection '{kind}'"):
+            transport.for_env("local", kind)
