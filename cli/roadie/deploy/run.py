@@ -100,6 +100,17 @@ def fetch_published(env: str, service: str, version: str) -> tuple[Path, str]:
     return path, sha
 
 
+def balancer_for(inv: inventory.Inventory, transport, stack: model.Stack):
+    """The balancer the inventory names (roadie_balancer, default haproxy)."""
+    from roadie.deploy.balancer import HAProxy
+
+    kind = str(_vars(inv).get("roadie_balancer", "haproxy"))
+    if kind == "haproxy":
+        return HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
+    raise BadInput(f"The {inv.env} inventory's balancer is '{kind}'; roadie drains hosts in 'haproxy' only so far "
+                   "(ELBv2 target groups are planned).")
+
+
 def _check_version(version: str) -> None:
     if version.strip().lower() in ("latest", "current", "head"):
         raise BadInput(f"'{version}' is not a release: name the version to deploy (roadie release list SERVICE).")
@@ -110,7 +121,6 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
             emit: Callable[[Event], None], to_previous: bool = False, artifact_source=None) -> Prepared:
     """Everything that changes nothing: inputs, facts, plan, artifact. Errors here are BadInput."""
     from roadie import transport as transports
-    from roadie.deploy.balancer import HAProxy
 
     stack = model.load()
     svc = stack.service(service_name)
@@ -126,7 +136,7 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     transport = transports.for_env(env, str(v.get("roadie_connection", "ssh")))
     balancer = None
     if not opts.bring_up:
-        balancer = HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
+        balancer = balancer_for(inv, transport, stack)
     deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer,
                        emit=emit, health_seconds=opts.health_seconds)
     names = [h.name for h in hosts]

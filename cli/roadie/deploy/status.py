@@ -5,7 +5,6 @@ from __future__ import annotations
 from roadie import inventory, model
 from roadie import transport as transports
 from roadie.deploy import engine, run
-from roadie.deploy.balancer import HAProxy
 from roadie.errors import OperationFailed
 
 
@@ -22,7 +21,7 @@ def collect(env: str) -> dict:
     inv = inventory.load(env)
     v = run._vars(inv)
     transport = transports.for_env(env, str(v.get("roadie_connection", "ssh")))
-    balancer = HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
+    balancer = run.balancer_for(inv, transport, stack)
     services = []
     try:
         for svc in stack.services.values():
