@@ -283,7 +283,9 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
         done_batches += 1
         failed = [n for n in batch if results[n].result in ("failed", "reverted")]
         failures += len(failed)
-        d.emit(event("deploy.batch.done", index=done_batches, hosts=batch, failed=failed))
+        d.emit(event("deploy.batch.done", f"batch {done_batches} done" + (f", failed: {', '.join(failed)}" if failed
+                                                                          else ""),
+                     index=done_batches, hosts=batch, failed=failed))
         if failed and failures > p.max_fail and stop_on_fail:
             first = results[failed[0]]
             return Outcome("failed", results, f"{first.host}: {first.error}", done_batches)
