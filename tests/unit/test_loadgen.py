@@ -20,6 +20,8 @@ class Handler(BaseHTTPRequestHandler):
         Handler.seen += 1
         if Handler.fail_every and Handler.seen % Handler.fail_every == 0:
             self.send_response(503)
+        elif self.path.startswith("/stream/9900"):  # a track nobody has: the app's own 404
+            self.send_response(404)
         elif self.path.startswith("/stream/"):
             self.send_response(206 if self.headers.get("Range") else 200)
         else:
@@ -53,7 +55,7 @@ def test_counts_requests_by_version_and_target(server):
     assert 60 <= summary["requests"] <= 101
     assert summary["failed"] == 0
     assert set(summary["by_version"]) == {"1.0.0", "2.0.0"}
-    assert set(summary["by_target"]) == {"catalog", "streaming"}
+    assert set(summary["by_target"]) == {"catalog", "streaming", "streaming-app"}
 
 
 def test_every_failure_is_counted(server):
