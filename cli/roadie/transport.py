@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from roadie import paths
+from roadie import paths, procs
 from roadie.errors import BadInput, OperationFailed
 from roadie.inventory import Host
 
@@ -40,8 +40,8 @@ def run(conn, host: Host, command: str, what: str) -> str:
     """Run `command`; a failure names the host, the step and the remote error."""
     result = conn.run(command, hide=True, warn=True, in_stream=False)
     if not result.ok:
-        lines = (result.stderr.strip() or result.stdout.strip() or f"exit {result.exited}").splitlines()
-        raise OperationFailed(f"{host.name}: {what} failed: {lines[-1]}")
+        cause = procs.last_line(result.stderr.strip() or result.stdout, f"exit {result.exited}")
+        raise OperationFailed(f"{host.name}: {what} failed: {cause}")
     return result.stdout
 
 

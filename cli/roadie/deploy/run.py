@@ -1,7 +1,7 @@
 """A deploy or rollback from start to end: preflight, plan, lock, stage, migrate, roll, audit.
 
-The CLI (cli/deploy.py) parses and prints; `release install` and `ops restart`
-use the same functions, so there is one code path that switches releases.
+The CLI (cli/deploy.py) parses and prints; `release install` uses the same
+functions, so there is one code path that switches releases.
 """
 
 from __future__ import annotations
