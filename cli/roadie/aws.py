@@ -15,8 +15,7 @@ from roadie.errors import BadInput
 
 def settings(env: str) -> dict:
     """Endpoint, region and bucket names from the environment's inventory vars."""
-    inv = inventory.load(env)
-    any_vars = next(iter(inv.hosts.values())).vars if inv.hosts else inv.group_vars
+    any_vars = inventory.load(env).env_vars
     return {
         # ROADIE_AWS_ENDPOINT_URL points any environment at another API (a test's moto).
         "endpoint_url": os.environ.get("ROADIE_AWS_ENDPOINT_URL") or any_vars.get("roadie_aws_endpoint_url"),

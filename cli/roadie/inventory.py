@@ -33,6 +33,11 @@ class Inventory:
     hosts: dict[str, Host]
     group_vars: dict = field(default_factory=dict, compare=False)
 
+    @property
+    def env_vars(self) -> dict:
+        """Variables every host shares (group_vars/all), as Ansible resolved them."""
+        return next(iter(self.hosts.values())).vars if self.hosts else self.group_vars
+
     def group(self, name: str) -> list[Host]:
         return [h for h in self.hosts.values() if name in h.groups]
 

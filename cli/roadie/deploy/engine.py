@@ -87,10 +87,19 @@ class Outcome:
 
 # -- facts -----------------------------------------------------------------------
 
-def host_facts(d: Deps, names: list[str]) -> dict[str, dict]:
-    """current/previous release, releases on disk, unit state, free disk, per host (in parallel)."""
+def host_facts(d: Deps, names: list[str], unreachable: Callable[[OperationFailed], dict] | None = None
+               ) -> dict[str, dict]:
+    """current/previous release, releases on disk, unit state, free disk, per host (in parallel).
+
+    A host that does not answer raises, unless `unreachable` gives what to report for it.
+    """
     def one(name: str) -> dict:
-        out = d.transport.run(d.hosts[name], cmd.facts(d.service.name), "reading the release state")
+        try:
+            out = d.transport.run(d.hosts[name], cmd.facts(d.service.name), "reading the release state")
+        except OperationFailed as exc:
+            if unreachable is None:
+                raise
+            return unreachable(exc)
         return json.loads(out.strip().splitlines()[-1])
 
     with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(names)))) as pool:

@@ -6,6 +6,7 @@ functions, so there is one code path that switches releases.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,10 +46,6 @@ class Prepared:
     facts: dict[str, dict]
     options: Options
     tarballs: dict[str, tuple[Path, str]] = field(default_factory=dict)  # version -> (path, sha256)
-
-
-def _vars(inv: inventory.Inventory) -> dict:
-    return next(iter(inv.hosts.values())).vars if inv.hosts else inv.group_vars
 
 
 def tier(inv: inventory.Inventory, svc: model.Service, only: list[str] | None) -> list[inventory.Host]:
@@ -100,11 +97,18 @@ def fetch_published(env: str, service: str, version: str) -> tuple[Path, str]:
     return path, sha
 
 
+def transport_for(inv: inventory.Inventory):
+    """The transport the inventory names (roadie_connection, default ssh)."""
+    from roadie import transport
+
+    return transport.for_env(inv.env, str(inv.env_vars.get("roadie_connection", "ssh")))
+
+
 def balancer_for(inv: inventory.Inventory, transport, stack: model.Stack):
     """The balancer the inventory names (roadie_balancer, default haproxy)."""
     from roadie.deploy.balancer import HAProxy
 
-    kind = str(_vars(inv).get("roadie_balancer", "haproxy"))
+    kind = str(inv.env_vars.get("roadie_balancer", "haproxy"))
     if kind == "haproxy":
         return HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
     raise BadInput(f"The {inv.env} inventory's balancer is '{kind}'; roadie drains hosts in 'haproxy' only so far "
@@ -120,8 +124,6 @@ def _check_version(version: str) -> None:
 def prepare(env: str, service_name: str, version: str | None, opts: Options, operation: str,
             emit: Callable[[Event], None], to_previous: bool = False, artifact_source=None) -> Prepared:
     """Everything that changes nothing: inputs, facts, plan, artifact. Errors here are BadInput."""
-    from roadie import transport as transports
-
     stack = model.load()
     svc = stack.service(service_name)
     if version is not None:
@@ -132,8 +134,7 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
         if not 0 <= opts.drain_timeout <= 3600:
             raise BadInput("--drain-timeout must be between 0 and 3600 seconds.")
         svc = svc.model_copy(update={"drain_timeout": opts.drain_timeout})
-    v = _vars(inv)
-    transport = transports.for_env(env, str(v.get("roadie_connection", "ssh")))
+    transport = transport_for(inv)
     balancer = None
     if not opts.bring_up:
         balancer = balancer_for(inv, transport, stack)
@@ -175,11 +176,13 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     return prepared
 
 
+@functools.lru_cache(maxsize=4)
 def _state(env: str):
+    """The deploys table's client and name; made (on an emulator) or checked once per process."""
     inv = inventory.load(env)
     ddb = table.client(env)
     name = table.name_for(inv)
-    table.ensure(ddb, name, emulated=bool(_vars(inv).get("roadie_aws_endpoint_url")))
+    table.ensure(ddb, name, emulated=bool(inv.env_vars.get("roadie_aws_endpoint_url")))
     return ddb, name
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from roadie import inventory, model
-from roadie import transport as transports
 from roadie.deploy import engine, run
 from roadie.errors import OperationFailed
 
@@ -19,21 +18,17 @@ def _balancer_view(balancer, backend: str) -> dict[str, str]:
 def collect(env: str) -> dict:
     stack = model.load()
     inv = inventory.load(env)
-    v = run._vars(inv)
-    transport = transports.for_env(env, str(v.get("roadie_connection", "ssh")))
+    transport = run.transport_for(inv)
     balancer = run.balancer_for(inv, transport, stack)
     services = []
     try:
         for svc in stack.services.values():
             hosts = inv.group(svc.group)
             deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer)
-            rows = []
-            for h in hosts:
-                try:
-                    f = engine.host_facts(deps, [h.name])[h.name]
-                except OperationFailed as exc:
-                    f = {"current": None, "previous": None, "releases": [], "active": f"unreachable: {exc.message}"}
-                rows.append({"host": h.name, **{k: f.get(k) for k in ("current", "previous", "releases", "active")}})
+            facts = engine.host_facts(deps, list(deps.hosts), unreachable=lambda exc: {
+                "current": None, "previous": None, "releases": [], "active": f"unreachable: {exc.message}"})
+            rows = [{"host": n, **{k: f.get(k) for k in ("current", "previous", "releases", "active")}}
+                    for n, f in facts.items()]
             view = _balancer_view(balancer, svc.backend)
             for r in rows:
                 r["balancer"] = view.get(r["host"], view.get("*", "not in balancer"))

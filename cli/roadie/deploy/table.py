@@ -17,8 +17,7 @@ CI_RUN_VARS = ("GITHUB_RUN_ID", "CI_PIPELINE_ID", "CI_JOB_ID", "BUILD_ID", "BUIL
 
 
 def name_for(inv) -> str:
-    vars_ = next(iter(inv.hosts.values())).vars if inv.hosts else inv.group_vars
-    return str(vars_.get("roadie_deploy_table") or f"roadie-{inv.env}-deploys")
+    return str(inv.env_vars.get("roadie_deploy_table") or f"roadie-{inv.env}-deploys")
 
 
 def client(env: str):
