@@ -79,11 +79,11 @@ def parse(doc: dict, source: str = "stack.yml") -> Stack:
         services = {name: {**body, "name": name} for name, body in (doc.get("roadie_services") or {}).items()}
         return Stack(services=services, loadbalancer=doc.get("roadie_loadbalancer"),
                      database=doc.get("roadie_database"))
-    except (ValidationError, AttributeError, TypeError) as exc:
-        if isinstance(exc, ValidationError):
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise BadInput(f"{source}: {where}: {err['msg']}.") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise BadInput(f"{source}: {where}: {err['msg']}.") from None
+    except (AttributeError, TypeError):
         raise BadInput(f"{source}: not a mapping of roadie_services, roadie_loadbalancer, roadie_database.") from None
 
 
