@@ -19,15 +19,38 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 
+from roadie import paths
 from tests.conftest import ROOT, run_roadie
 
 STATE = ROOT / ".roadie" / "local"
 SSH_CONFIG = STATE / "ssh_config"
-HOSTS = {"lb-1": "198.18.0.10", "catalog-1": "198.18.0.11", "catalog-2": "198.18.0.12",
-         "streaming-1": "198.18.0.13", "streaming-2": "198.18.0.14", "db-1": "198.18.0.15", "db-2": "198.18.0.16"}
-TIERS = {"loadbalancer": ["lb-1"], "catalog": ["catalog-1", "catalog-2"], "streaming": ["streaming-1", "streaming-2"],
-         "database": ["db-1", "db-2"]}
+
+
+def _inventory(env: str = "local") -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(address by host, hosts by group) from the static inventory roadie uses (ROADIE_INVENTORIES),
+    so the tests follow a fleet moved to other addresses."""
+    doc = yaml.safe_load((paths.INVENTORIES / env / "hosts.yml").read_text())
+    hosts: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+
+    def walk(name: str, node: dict) -> list[str]:
+        members = []
+        for host, hvars in ((node or {}).get("hosts") or {}).items():
+            hosts[host] = (hvars or {}).get("ansible_host", host)
+            members.append(host)
+        for child, body in ((node or {}).get("children") or {}).items():
+            members += walk(child, body)
+        groups[name] = members
+        return members
+
+    walk("all", doc["all"])
+    return hosts, groups
+
+
+HOSTS, GROUPS = _inventory()
+TIERS = {tier: GROUPS[tier] for tier in ("loadbalancer", "catalog", "streaming", "database")}
 LB = HOSTS["lb-1"]
 SEED_TRACKS = 300
 SEED_MEDIA = 5

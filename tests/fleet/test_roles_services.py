@@ -18,7 +18,10 @@ def test_catalog_host(hosts, roles_fleet, name):
     env = host.file("/srv/catalog/shared/catalog.env")
     assert (env.user, env.group, env.mode) == ("root", "catalog", 0o640)
     assert env.contains(f"^CATALOG_BIND={HOSTS[name]}:8080$")
-    assert env.contains("^CATALOG_DATABASE_URL=postgresql://catalog:.*@198.18.0.15:5432/catalog$")
+    # Every database host, so libpq finds whichever Patroni made the primary.
+    members = ",".join(f"{HOSTS[db]}:5432" for db in TIERS["database"]).replace(".", r"\.")
+    assert env.contains(f"^CATALOG_DATABASE_URL=postgresql://catalog:.*@{members}/catalog"
+                        "?target_session_attrs=read-write&")  # grep's basic regex: ? is literal
     assert host.file("/srv/catalog/current").linked_to == \
         f"/srv/catalog/releases/{roles_fleet['builds']['catalog']['version']}"
     unit = host.file("/etc/systemd/system/catalog.service")

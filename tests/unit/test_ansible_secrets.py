@@ -75,3 +75,15 @@ def test_unknown_source_is_bad_input(tmp_path):
     (tmp_path / "group_vars" / "all.yml").write_text("roadie_secrets: keychain\n")
     with pytest.raises(BadInput, match="roadie_secrets is 'keychain'; expected one of generated, vault, ssm"):
         converge_secrets.source(tmp_path)
+
+
+def test_a_secret_added_later_is_appended_and_the_old_ones_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROADIE_VAULT_PASSWORD_FILE", raising=False)
+    monkeypatch.setattr(converge_secrets, "GENERATED", converge_secrets.GENERATED[:2])
+    converge_secrets.for_env(tmp_path / "local")
+    before = converge_secrets.read_local(tmp_path / "local")
+    monkeypatch.setattr(converge_secrets, "GENERATED", (*converge_secrets.GENERATED, "vault_new_secret"))
+    converge_secrets.for_env(tmp_path / "local")
+    after = converge_secrets.read_local(tmp_path / "local")
+    assert set(after) == {*before, "vault_new_secret"}
+    assert {k: after[k] for k in before} == before

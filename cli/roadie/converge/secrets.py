@@ -19,6 +19,7 @@ its database passwords by accident, so only `generated` ever generates.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 from roadie.errors import BadInput
 
 # Variable names the roles read (through database_password, catalog_database_password, ...).
-GENERATED = ("vault_catalog_db_password", "vault_replication_password")
+GENERATED = ("vault_catalog_db_password", "vault_replication_password", "vault_database_superuser_password")
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,14 @@ def ensure_local(state_dir: Path) -> VaultFiles:
     vars_file = state_dir / "vault.yml"
     if not password_file.exists():
         _write_private(password_file, secrets.token_urlsafe(32).encode() + b"\n")
-    if not vars_file.exists():
-        password = password_file.read_bytes().strip()
-        plain = "".join(f"{name}: {secrets.token_urlsafe(24).replace('-', 'x').replace('_', 'y')}\n"
-                        for name in GENERATED)
-        vault = VaultLib([("default", VaultSecret(password))])
+    password = password_file.read_bytes().strip()
+    vault = VaultLib([("default", VaultSecret(password))])
+    plain = vault.decrypt(vars_file.read_bytes()).decode() if vars_file.exists() else ""
+    # A secret added to GENERATED later is appended; existing ones are never rotated.
+    missing = [name for name in GENERATED if not re.search(rf"^{name}:", plain, re.MULTILINE)]
+    if missing:
+        plain += "".join(f"{name}: {secrets.token_urlsafe(24).replace('-', 'x').replace('_', 'y')}\n"
+                         for name in missing)
         _write_private(vars_file, vault.encrypt(plain.encode()))
     return VaultFiles(password_file, (vars_file,))
 
