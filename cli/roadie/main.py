@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "status": ("roadie.cli.deploy", "status", "Versions, health and balancer state per host; the locks."),
     "lock": ("roadie.cli.deploy", "lock", "Show or force-release a service's deploy lock."),
     "audit": ("roadie.cli.deploy", "audit", "Deploys and overrides recorded in the environment."),
+    "db": ("roadie.cli.db", "db", "The database tier: Patroni status and switchover."),
 }
 
 

@@ -20,7 +20,7 @@ def test_catalog_host(hosts, roles_fleet, name):
     assert env.contains(f"^CATALOG_BIND={HOSTS[name]}:8080$")
     # Every database host, so libpq finds whichever Patroni made the primary.
     members = ",".join(f"{HOSTS[db]}:5432" for db in TIERS["database"]).replace(".", r"\.")
-    assert env.contains(f"^CATALOG_DATABASE_URL=postgresql://catalog:.*@{members}/catalog"
+    assert env.contains(f"^CATALOG_DATABASE_URL=\"postgresql://catalog:.*@{members}/catalog"
                         "?target_session_attrs=read-write&")  # grep's basic regex: ? is literal
     assert host.file("/srv/catalog/current").linked_to == \
         f"/srv/catalog/releases/{roles_fleet['builds']['catalog']['version']}"

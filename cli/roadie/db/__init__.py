@@ -1,0 +1,1 @@
+"""`roadie db`: the database tier's runbooks over Patroni (status, switchover)."""

@@ -1,0 +1,62 @@
+"""roadie db: reading Patroni's /cluster answer and choosing a switchover target (pure)."""
+
+import pytest
+
+from roadie.db import patroni
+from roadie.errors import BadInput, OperationFailed
+
+
+def cluster(*members):
+    return patroni.parse_cluster({"members": [
+        {"name": n, "role": r, "state": s, "host": f"198.18.0.{15 + i}", "timeline": 3,
+         **({} if lag is None else {"lag": lag})} for i, (n, r, s, lag) in enumerate(members)]})
+
+
+HEALTHY = [("db-1", "leader", "running", None), ("db-2", "sync_standby", "streaming", 0),
+           ("db-3", "replica", "streaming", 512)]
+
+
+def test_parse_cluster_maps_roles_and_keeps_lag_of_standbys_only():
+    found = cluster(("db-1", "master", "running", 0), ("db-2", "replica", "running", "unknown"))
+    assert [(m.name, m.role, m.lag) for m in found] == [("db-1", "leader", None), ("db-2", "replica", None)]
+    assert not found[1].healthy_standby  # lag unknown: not a target
+
+
+@pytest.mark.parametrize(("members", "to", "max_lag", "expected"), [
+    (HEALTHY, None, 1024, ("db-1", "db-2")),          # the sync standby first
+    (HEALTHY, "db-3", 1024, ("db-1", "db-3")),
+    ([HEALTHY[0], ("db-2", "sync_standby", "streaming", 9000), HEALTHY[2]], None, 1024, ("db-1", "db-3")),
+])
+def test_choose_target(members, to, max_lag, expected):
+    lead, target = patroni.choose_target(cluster(*members), to, max_lag)
+    assert (lead.name, target.name) == expected
+
+
+@pytest.mark.parametrize(("members", "to", "max_lag", "message"), [
+    (HEALTHY, "db-1", 1024, "already the leader"),
+    (HEALTHY, "db-9", 1024, "not a member"),
+    (HEALTHY, "db-3", 100, "over the bound of 100"),
+    ([HEALTHY[0], ("db-2", "replica", "stopped", None)], "db-2", 1024, "not a healthy standby"),
+    ([HEALTHY[0], ("db-2", "replica", "stopped", None)], None, 1024, "No standby is streaming"),
+    ([HEALTHY[0], ("db-2", "replica", "streaming", 5000)], None, 1024, "over the lag bound"),
+    ([("db-1", "replica", "streaming", 0)], None, 1024, "No running leader"),
+])
+def test_refusals_are_bad_input(members, to, max_lag, message):
+    with pytest.raises(BadInput, match=message):
+        patroni.choose_target(cluster(*members), to, max_lag)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("200 {\"a\": 1}", (200, '{"a": 1}')), ("412 no\n", (412, "no"))])
+def test_split_answer(text, expected):
+    assert patroni.split_answer(text) == expected
+
+
+def test_split_answer_without_status_fails():
+    with pytest.raises(OperationFailed):
+        patroni.split_answer("Traceback ...")
+
+
+def test_commands_post_the_switchover_to_the_members_own_address():
+    cmd = patroni.switchover_cmd("198.18.0.15", "db-1", "db-2")
+    assert cmd.startswith("python3 -c ") and "http://198.18.0.15:8008/switchover" in cmd
+    assert '"leader": "db-1", "candidate": "db-2"' in cmd and "'POST'" in cmd
