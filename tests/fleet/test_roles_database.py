@@ -1,4 +1,4 @@
-"""database role: PostgreSQL 15 primary and streaming replica."""
+"""database role: PostgreSQL 15 run by Patroni over a three-member etcd cluster."""
 
 import re
 import shutil
@@ -8,71 +8,118 @@ import uuid
 import pytest
 import yaml
 
+from roadie import paths
 from tests.conftest import ROOT
-from tests.fleet.roles_fixtures import HOSTS, STATE, converge, listening, ssh
+from tests.fleet.dbkit import leader, members, psql, replicas
+from tests.fleet.roles_fixtures import HOSTS, STATE, TIERS, connect_from, converge, listening, ssh, wait_for
 
 pytestmark = pytest.mark.fleet
+DB = TIERS["database"]
 
 
-def psql(host: str, sql: str, db: str = "catalog") -> str:
-    return ssh(host, f"runuser -u postgres -- psql -X -At -d {db} -c \"{sql}\"").stdout.strip()
-
-
-@pytest.mark.parametrize("name", ["db-1", "db-2"])
-def test_postgresql_running_enabled_and_listening_on_own_address_only(hosts, name):
+@pytest.mark.parametrize("name", DB)
+def test_patroni_and_etcd_run_and_postgresql_listens_on_own_address_only(hosts, name):
     host = hosts[name]
-    svc = host.service("postgresql@15-main")
-    assert svc.is_running and svc.is_enabled
-    assert listening(host, 5432) == {"127.0.0.1", "::1", HOSTS[name]}  # localhost and its own address
+    for unit in ("patroni", "etcd"):
+        svc = host.service(unit)
+        assert svc.is_running and svc.is_enabled, unit
+    # Patroni runs PostgreSQL itself: Debian's per-cluster unit stays off.
+    assert not host.service("postgresql@15-main").is_running
+    assert listening(host, 5432) == {"127.0.0.1", "::1", HOSTS[name]}
+    assert listening(host, 8008) == {HOSTS[name]}
 
 
-@pytest.mark.parametrize("name", ["db-1", "db-2"])
+def test_etcd_has_every_database_host_as_a_started_member():
+    out = ssh(DB[0], "etcdctl --endpoints=http://127.0.0.1:2379 member list").stdout
+    assert sorted(line.split(", ")[2] for line in out.splitlines() if ", started, " in line) == sorted(DB)
+    health = ssh(DB[0], "etcdctl --endpoints=" + ",".join(f"http://{HOSTS[h]}:2379" for h in DB)
+                 + " endpoint health 2>&1").stdout
+    assert health.count("is healthy") == len(DB), health
+
+
+def test_one_leader_one_sync_standby_all_streaming_on_one_timeline(hosts):
+    wait_for(lambda: any(m["Role"] == "Sync Standby" for m in members()), timeout=30, what="a sync standby")
+    found = members()
+    assert sorted(m["Member"] for m in found) == sorted(DB)
+    roles = sorted(m["Role"] for m in found)
+    assert roles == ["Leader", "Replica", "Sync Standby"], found
+    assert {m["State"] for m in found} == {"running"} or {m["State"] for m in found} <= {"running", "streaming"}
+    assert len({m["TL"] for m in found}) == 1
+
+
+@pytest.mark.parametrize("name", DB)
 def test_settings(hosts, name):
     assert psql(name, "SHOW shared_buffers") == "512MB"  # a quarter of database_memory_limit_mb (2048)
     assert psql(name, "SHOW effective_cache_size") == "1536MB"
     assert psql(name, "SHOW max_connections") == "200"
     assert psql(name, "SHOW password_encryption") == "scram-sha-256"
+    assert psql(name, "SHOW data_checksums") == "on"
+    assert psql(name, "SHOW hba_file") == "/etc/postgresql/15/main/pg_hba.conf"
     assert psql(name, "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL") == "0"
     assert psql(name, "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
 
 
-def test_pg_hba_admits_only_catalog_hosts_and_the_replica(hosts):
-    rules = psql("db-1", "SELECT database[1] || ' ' || user_name[1] || ' ' || address FROM pg_hba_file_rules "
-                         "WHERE type = 'host' AND address NOT IN ('127.0.0.1', '::1') ORDER BY 1")
-    assert rules.splitlines() == ["catalog catalog 198.18.0.11", "catalog catalog 198.18.0.12",
-                                  "replication replicator 198.18.0.16"]
+def test_synchronous_commit_waits_for_a_standby(hosts):
+    lead = leader()
+    assert psql(lead, "SHOW synchronous_standby_names").strip('"') in replicas()
+    assert "sync" in psql(lead, "SELECT sync_state FROM pg_stat_replication").split()
 
 
-def test_roles_and_database_exist():
-    assert psql("db-1", "SELECT rolname FROM pg_roles WHERE rolname IN ('catalog', 'replicator') ORDER BY 1") \
+def test_pg_hba_admits_only_catalog_hosts_and_the_members(hosts):
+    rules = psql(leader(), "SELECT database[1] || ' ' || user_name[1] || ' ' || address FROM pg_hba_file_rules "
+                           "WHERE type = 'host' AND address NOT IN ('127.0.0.1', '::1') ORDER BY 1")
+    expected = sorted([f"catalog catalog {HOSTS[h]}" for h in TIERS["catalog"]]
+                      + [f"replication replicator {HOSTS[h]}" for h in DB]
+                      + [f"postgres postgres {HOSTS[h]}" for h in DB])
+    assert rules.splitlines() == expected
+
+
+def test_roles_and_database_exist(hosts):
+    lead = leader()
+    assert psql(lead, "SELECT rolname FROM pg_roles WHERE rolname IN ('catalog', 'replicator') ORDER BY 1") \
         == "catalog\nreplicator"
-    assert psql("db-1", "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'catalog'") \
+    assert psql(lead, "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'catalog'") \
         == "catalog"
 
 
-def test_replica_streams_from_the_primary():
-    assert psql("db-1", "SELECT application_name || ' ' || state FROM pg_stat_replication") == "db-2 streaming"
-    assert psql("db-1", "SELECT slot_name || ' ' || active::text FROM pg_replication_slots") == "db_2 true"
-    assert psql("db-2", "SELECT pg_is_in_recovery()") == "t"
+def test_replicas_stream_from_the_leader_through_slots(hosts):
+    lead, others = leader(), replicas()
+    streaming = psql(lead, "SELECT application_name || ' ' || state FROM pg_stat_replication ORDER BY 1")
+    assert streaming.splitlines() == [f"{r} streaming" for r in sorted(others)]
+    slots = psql(lead, "SELECT slot_name || ' ' || active::text FROM pg_replication_slots ORDER BY 1")
+    assert slots.splitlines() == [f"{r.replace('-', '_')} true" for r in sorted(others)]
+    for r in others:
+        assert psql(r, "SELECT pg_is_in_recovery()") == "t"
 
 
-def test_row_written_on_primary_appears_on_replica_within_a_second():
-    psql("db-1", "CREATE TABLE IF NOT EXISTS roadie_replication_probe"
-                 " (token text PRIMARY KEY, at timestamptz DEFAULT now())")
+def test_row_written_on_the_leader_appears_on_every_replica_within_a_second(hosts):
+    lead = leader()
+    psql(lead, "CREATE TABLE IF NOT EXISTS roadie_replication_probe"
+               " (token text PRIMARY KEY, at timestamptz DEFAULT now())")
     token = uuid.uuid4().hex
-    psql("db-1", f"INSERT INTO roadie_replication_probe (token) VALUES ('{token}')")
+    psql(lead, f"INSERT INTO roadie_replication_probe (token) VALUES ('{token}')")
     written = time.monotonic()
-    seen = None
-    while time.monotonic() - written < 1.0:
-        if psql("db-2", f"SELECT count(*) FROM roadie_replication_probe WHERE token = '{token}'") == "1":
-            seen = time.monotonic() - written
-            break
-    assert seen is not None, "the row did not reach the replica within 1 s"
+    pending = set(replicas())
+    while pending and time.monotonic() - written < 1.0:
+        pending = {r for r in pending
+                   if psql(r, f"SELECT count(*) FROM roadie_replication_probe WHERE token = '{token}'") != "1"}
+    assert not pending, f"the row did not reach {sorted(pending)} within 1 s"
 
 
-def test_replica_refuses_writes():
-    proc = ssh("db-2", "runuser -u postgres -- psql -X -At -d catalog -c 'CREATE TABLE nope (x int)'", check=False)
-    assert proc.returncode != 0 and "read-only transaction" in proc.stderr
+def test_replicas_refuse_writes(hosts):
+    for r in replicas():
+        proc = psql(r, "CREATE TABLE nope (x int)", check=False)
+        assert proc.returncode != 0 and "read-only transaction" in proc.stderr
+
+
+@pytest.mark.parametrize(("source", "port", "expected"), [
+    ("catalog-1", 2379, "refused"), ("catalog-1", 2380, "refused"), ("catalog-1", 8008, "refused"),
+    ("lb-1", 5432, "refused"),
+    ("db-2", 2379, "open"), ("db-2", 2380, "open"), ("db-2", 8008, "open"), ("catalog-1", 5432, "open"),
+])
+def test_firewall_keeps_etcd_and_patroni_among_database_hosts(hosts, source, port, expected):
+    # The firewall answers a refused port with a TCP reset (roles/common nftables.conf).
+    assert connect_from(source, HOSTS["db-1"], port) == expected
 
 
 CONFDIR = "/etc/postgresql/15/main"
@@ -83,27 +130,32 @@ def postmaster_pid(name: str) -> str:
 
 
 def _drift_and_converge(name: str, files: list[str]) -> dict:
-    ssh(name, " && ".join(f"echo '# roadie drift' >> {CONFDIR}/{f}" for f in files))
+    ssh(name, " && ".join(f"echo '# roadie drift' >> {f}" for f in files))
     doc = converge("--tags", "database_configure", "--limit", name)
     assert doc["returncode"] == 0 and doc["ok"], doc["stdout"] + doc["stderr"]
     assert doc["hosts"][name]["changed"] >= len(files)
     for f in files:
-        assert ssh(name, f"grep -c 'roadie drift' {CONFDIR}/{f}", check=False).stdout.strip() == "0", f
+        assert ssh(name, f"grep -c 'roadie drift' {f}", check=False).stdout.strip() == "0", f
     return doc
 
 
-def test_pg_hba_and_ident_drift_reloads_without_restart(roles_fleet):
-    before, loaded = postmaster_pid("db-2"), psql("db-2", "SELECT pg_conf_load_time()")
-    _drift_and_converge("db-2", ["pg_hba.conf", "pg_ident.conf"])
-    assert postmaster_pid("db-2") == before, "a pg_hba/pg_ident change restarted PostgreSQL"
-    assert psql("db-2", "SELECT pg_conf_load_time()") != loaded, "the configuration was not reloaded"
+def test_pg_hba_and_ident_drift_reloads_without_restart(hosts):
+    name = replicas()[0]
+    before, loaded = postmaster_pid(name), psql(name, "SELECT pg_conf_load_time()")
+    _drift_and_converge(name, [f"{CONFDIR}/pg_hba.conf", f"{CONFDIR}/pg_ident.conf"])
+    assert postmaster_pid(name) == before, "a pg_hba/pg_ident change restarted PostgreSQL"
+    assert psql(name, "SELECT pg_conf_load_time()") != loaded, "the configuration was not reloaded"
 
 
-def test_settings_drift_restarts(roles_fleet):
-    before = postmaster_pid("db-2")
-    _drift_and_converge("db-2", ["conf.d/roadie.conf"])
-    assert postmaster_pid("db-2") != before
-    assert psql("db-2", "SELECT pg_is_in_recovery()") == "t"
+def test_patroni_config_drift_is_restored_and_reloaded_without_restart(hosts):
+    name = replicas()[0]
+    before = postmaster_pid(name)
+    mark = ssh(name, "journalctl -u patroni -o cat --no-pager | wc -l").stdout.strip()
+    _drift_and_converge(name, ["/etc/patroni/config.yml"])
+    assert postmaster_pid(name) == before
+    log = ssh(name, f"journalctl -u patroni -o cat --no-pager | tail -n +{int(mark) + 1}").stdout
+    assert "Reloading" in log or "reload" in log.lower(), log[-2000:]
+    assert psql(name, "SELECT pg_is_in_recovery()") == "t"
 
 
 def test_template_paths_do_not_bake_the_version():
@@ -116,7 +168,7 @@ def test_template_paths_do_not_bake_the_version():
 
 def _inventory_with(tmp_path, host: str, overrides: dict) -> dict:
     """A copy of the local inventory (symlinks resolved) with host_vars for HOST: env for run_roadie."""
-    shutil.copytree(ROOT / "inventories" / "local", tmp_path / "local", symlinks=False)
+    shutil.copytree(paths.INVENTORIES / "local", tmp_path / "local", symlinks=False)
     (tmp_path / "local" / "host_vars").mkdir()
     # The inventory finds the fleet's keys relative to itself: point the copy at them.
     overrides = {"roadie_state_dir": str(STATE), **overrides}
@@ -125,22 +177,22 @@ def _inventory_with(tmp_path, host: str, overrides: dict) -> dict:
 
 
 @pytest.mark.parametrize(("target", "overrides", "bad"), [
-    ("conf.d/roadie.conf", {"database_extra_settings": {"roadie_no_such_setting": "1"}}, "roadie_no_such_setting"),
-    ("pg_hba.conf", {"database_user": "catalog bogus"}, "bogus"),
+    ("/etc/patroni/config.yml", {"database_patroni_rest_port": 99999}, ":99999"),
+    (f"{CONFDIR}/pg_hba.conf", {"database_user": "catalog bogus"}, "bogus"),
 ])
-def test_bad_configuration_never_reaches_the_cluster(roles_fleet, tmp_path, target, overrides, bad):
-    path = f"{CONFDIR}/{target}"
-    digest, pid = ssh("db-2", f"sha256sum {path}").stdout.split()[0], postmaster_pid("db-2")
+def test_bad_configuration_never_reaches_the_cluster(hosts, tmp_path, target, overrides, bad):
+    name = replicas()[0]
+    digest, pid = ssh(name, f"sha256sum {target}").stdout.split()[0], postmaster_pid(name)
     try:
-        env = _inventory_with(tmp_path, "db-2", overrides)
-        doc = converge("--tags", "database_configure", "--limit", "db-2", env=env)
-        assert doc["returncode"] != 0 and doc["hosts"]["db-2"]["failed"] == 1, doc["stdout"] + doc["stderr"]
-        assert ssh("db-2", f"sha256sum {path}").stdout.split()[0] == digest, f"a bad {target} was installed"
-        assert ssh("db-2", f"grep -c -- '{bad}' {path}", check=False).stdout.strip() == "0"
-        assert postmaster_pid("db-2") == pid
-        assert psql("db-2", "SELECT pg_is_in_recovery()") == "t"
+        env = _inventory_with(tmp_path, name, overrides)
+        doc = converge("--tags", "database_configure", "--limit", name, env=env)
+        assert doc["returncode"] != 0 and doc["hosts"][name]["failed"] == 1, doc["stdout"] + doc["stderr"]
+        assert ssh(name, f"sha256sum {target}").stdout.split()[0] == digest, f"a bad {target} was installed"
+        assert ssh(name, f"grep -c -- '{bad}' {target}", check=False).stdout.strip() == "0"
+        assert postmaster_pid(name) == pid
+        assert psql(name, "SELECT pg_is_in_recovery()") == "t"
     finally:
-        restored = converge("--tags", "database", "--limit", "db-2")
+        restored = converge("--tags", "database", "--limit", name)
         assert restored["returncode"] == 0, restored["stdout"] + restored["stderr"]
 
 
@@ -149,11 +201,19 @@ def test_bad_configuration_never_reaches_the_cluster(roles_fleet, tmp_path, targ
     ("ident", "roadie_admin postgres\n", False),
     ("hba", "local all all peer\n", True),
     ("hba", "host all all 198.18.0.999/32 scram-sha-256\n", False),
-    ("conf", "work_mem = 4MB\n", True),
-    ("conf", "work_mem = 4 parsecs\n", False),
 ])
-def test_config_checker(roles_fleet, kind, content, ok):
-    name = " roadie.conf" if kind == "conf" else ""
-    proc = ssh("db-2", f"f=$(mktemp) && printf '{content}' > $f && /usr/local/sbin/roadie-pg-check {kind} $f{name}; "
-                       f"rc=$?; rm -f $f; exit $rc", check=False)
+def test_config_checker(hosts, kind, content, ok):
+    proc = ssh(DB[1], f"f=$(mktemp) && printf '{content}' > $f && /usr/local/sbin/roadie-pg-check {kind} $f; "
+                      f"rc=$?; rm -f $f; exit $rc", check=False)
+    assert (proc.returncode == 0) == ok, proc.stderr
+
+
+@pytest.mark.parametrize(("edit", "ok"), [
+    ("cat", True),  # the running member's own file: its ports are in use, by Patroni itself
+    ("sed s/:8008/:99999/", False),
+    ("sed s/^scope:.*//", False),
+])
+def test_patroni_config_checker(hosts, edit, ok):
+    proc = ssh(DB[1], f"f=$(mktemp) && {edit} /etc/patroni/config.yml > $f && "
+                      f"/usr/local/sbin/roadie-pg-check patroni $f; rc=$?; rm -f $f; exit $rc", check=False)
     assert (proc.returncode == 0) == ok, proc.stderr
