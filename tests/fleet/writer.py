@@ -64,9 +64,7 @@ class Writer:
     def acked_since(self, t: float) -> int:
         return sum(1 for at in self.acked.values() if at > t)
 
-    def longest_gap(self, around: float) -> float:
-        """Seconds between the last acknowledged write before `around` and the first after it."""
-        times = sorted(self.acked.values())
-        before = max((t for t in times if t <= around), default=around)
-        after = min((t for t in times if t > around), default=float("inf"))
-        return after - before
+    def longest_gap(self, since: float) -> float:
+        """The longest time without an acknowledged write from `since` on (the outage)."""
+        times = [since] + sorted(t for t in self.acked.values() if t > since)
+        return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
