@@ -37,7 +37,7 @@ def _print_plan(out, prepared) -> None:
 
 
 def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False):
-    from roadie.deploy import run
+    from roadie.deploy import run, view
 
     out = output.of(ctx)
     stop = threading.Event()
@@ -53,7 +53,8 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
     _confirm(ctx, f"{operation} {service} {prepared.version}", yes)
     restore = run.stop_on_signals(stop, out.emit)
     try:
-        outcome = run.execute(prepared)
+        with out.live(view.RolloutView.of(prepared)):
+            outcome = run.execute(prepared)
     finally:
         restore()
     hosts = outcome.hosts.values()
