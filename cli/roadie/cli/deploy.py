@@ -41,6 +41,10 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
 
     out = output.of(ctx)
     stop = threading.Event()
+    if not plan_only:  # a CI job without --yes is refused before any host is asked anything
+        from roadie.confirm import refuse_unconfirmable
+
+        refuse_unconfirmable(ctx, f"{operation} {service}", yes)
     prepared = run.prepare(ctx.obj.env, service, version, opts, operation, out.emit, to_previous=to_previous)
     prepared.deps.stop = stop
     if plan_only:
