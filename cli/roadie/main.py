@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "status": ("roadie.cli.deploy", "status", "Versions, health and balancer state per host; the locks."),
     "lock": ("roadie.cli.deploy", "lock", "Show or force-release a service's deploy lock."),
     "audit": ("roadie.cli.deploy", "audit", "Deploys and overrides recorded in the environment."),
+    "ops": ("roadie.cli.ops", "ops", "On-call operations: restart, drain, maintenance, health, logs, disk, exec."),
 }
 
 

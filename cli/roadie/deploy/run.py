@@ -6,6 +6,7 @@ functions, so there is one code path that switches releases.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -155,6 +156,8 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
             raise BadInput(f"Preflight: {', '.join(missing)} not in the balancer's {svc.backend} backend; "
                            "converge the load balancer first.")
     current = {n: facts[n]["current"] for n in names}
+    if operation == RESTART:
+        return _prepare_restart(env, svc, opts, deps, facts, current)
     to = None
     if to_previous:
         to = {}
@@ -174,6 +177,25 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     for ver in sorted(wanted):
         prepared.tarballs[ver] = (artifact_source or fetch_published)(env, svc.name, ver)
     return prepared
+
+
+RESTART = "restart"
+
+
+def _prepare_restart(env: str, svc: model.Service, opts: Options, deps: engine.Deps, facts: dict[str, dict],
+                     current: dict[str, str | None]) -> Prepared:
+    """A rolling restart: every host "moves" to the release it runs, so the engine drains, restarts,
+    health-checks and re-enables it with no version change (nothing to fetch, stage or migrate)."""
+    bare = [n for n, v in current.items() if not v]
+    if bare:
+        raise BadInput(f"{', '.join(bare)} has no {svc.name} release installed; nothing to restart "
+                       f"(`roadie release install {svc.name} VERSION` first).")
+    p = planner.build(svc.name, RESTART, {n: None for n in current}, to=current, batch=opts.batch,
+                      canary=opts.canary, max_fail=opts.max_fail, min_healthy=svc.min_healthy,
+                      drain_timeout=svc.drain_timeout)
+    p = dataclasses.replace(p, moves={n: planner.Move(n, current[n], current[n]) for n in p.moves})
+    return Prepared(env=env, operation=RESTART, service=svc, version="+".join(sorted(set(current.values()))),
+                    plan=p, deps=deps, facts=facts, options=opts)
 
 
 @functools.lru_cache(maxsize=4)
@@ -216,18 +238,19 @@ def execute(p: Prepared) -> engine.Outcome:
         for ver, (path, sha) in p.tarballs.items():
             stage_on = [h for h, m in plan.moves.items() if m.to_version == ver]
             engine.stage(d, stage_on, ver, path, sha, p.facts)
-        if svc.migrations and plan.moves and p.operation != "rollback":
+        if svc.migrations and plan.moves and p.operation not in ("rollback", RESTART):
             engine.migrate(d, plan.hosts[0], p.version)
         outcome = engine.roll(d, plan, results)
         if lock.lost and outcome.result == "ok":
             outcome = engine.Outcome("failed", results, f"lock lost: {lock.lost}", outcome.batches_done)
-        if outcome.result == "failed":
+        if outcome.result == "failed" and p.operation != RESTART:  # a restart changed no release: none to undo
             engine.revert(d, plan, results)
-        elif outcome.result == "ok":
+        elif outcome.result == "ok" and p.operation != RESTART:
             engine.prune(d, plan.hosts)
     except OperationFailed as exc:
         outcome = engine.Outcome("failed", results, exc.message, outcome.batches_done)
-        engine.revert(d, plan, results)
+        if p.operation != RESTART:
+            engine.revert(d, plan, results)
     finally:
         for r in results.values():
             if r.result == "pending":
