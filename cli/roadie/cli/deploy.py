@@ -147,6 +147,9 @@ def status(ctx):
                   title=f"{svc['service']}: {', '.join(svc['versions']) or 'not deployed'}{drift}")
         lock = svc["lock"]
         out.info(f"  lock: {lock['describe'] if lock else 'free'}")
+        mt = svc.get("maintenance") or {}
+        out.info("  maintenance: " + (f"ON (503, Retry-After {mt['retry_after']} s)" if mt.get("on")
+                                      else mt.get("error") or "off"))
 
 
 @click.group()
