@@ -112,8 +112,12 @@ def balancer_for(inv: inventory.Inventory, transport, stack: model.Stack):
     kind = str(inv.env_vars.get("roadie_balancer", "haproxy"))
     if kind == "haproxy":
         return HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
-    raise BadInput(f"The {inv.env} inventory's balancer is '{kind}'; roadie drains hosts in 'haproxy' only so far "
-                   "(ELBv2 target groups are planned).")
+    if kind == "elbv2":
+        from roadie.deploy.balancer_elbv2 import ELBv2
+
+        hosts = [h for svc in stack.services.values() for h in inv.group(svc.group)]
+        return ELBv2(inv.env, hosts, names=inv.env_vars.get("roadie_target_groups"))
+    raise BadInput(f"The {inv.env} inventory's balancer is '{kind}'; roadie drains hosts in 'haproxy' or 'elbv2'.")
 
 
 def _check_version(version: str) -> None:
@@ -139,6 +143,8 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     balancer = None
     if not opts.bring_up:
         balancer = balancer_for(inv, transport, stack)
+        if hasattr(balancer, "drain_seconds"):  # ELBv2 drains for its target group's delay: wait that long
+            svc = svc.model_copy(update={"drain_timeout": max(svc.drain_timeout, balancer.drain_seconds(svc.backend))})
     deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer,
                        emit=emit, health_seconds=opts.health_seconds)
     names = [h.name for h in hosts]
