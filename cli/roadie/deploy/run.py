@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from roadie import inventory, model, paths
-from roadie.deploy import audit, engine, table
+from roadie.deploy import audit, engine, journal, table
 from roadie.deploy import plan as planner
 from roadie.deploy.lock import Lock
 from roadie.errors import BadInput, OperationFailed
@@ -214,6 +214,35 @@ def _state(env: str):
     return ddb, name
 
 
+def journal_for(env: str, service: str) -> journal.Journal:
+    ddb, name = _state(env)
+    return journal.Journal(ddb, name, env, service)
+
+
+def settle(p: Prepared, entry: journal.Entry) -> list[str]:
+    """After a deploy died: each host it left unsettled is restarted on the release it has, checked and enabled.
+
+    Under the service's lock; the tier is then consistent for the resumed deploy
+    or rollback to plan from. Returns the hosts put back in service.
+    """
+    d, svc = p.deps, p.service
+    lock = lock_for(p.env, svc.name)
+    lock.acquire(table.actor(), "resume", p.options.message, wait=p.options.lock_wait)
+    try:
+        view = d.balancer.servers(svc.backend) if d.balancer else {}
+        out = [n for n in d.hosts if n in entry.unsettled() or (n in entry.moves and n in view and not view[n].up)]
+        for name in out:
+            engine._switch_and_check(d, name, p.facts[name]["current"])
+            if d.balancer:
+                engine.enable(d, name)
+            d.emit(event("deploy.resume.settled", f"  {name}: {p.facts[name]['current']} healthy and in service",
+                         host=name, version=p.facts[name]["current"]))
+        journal_for(p.env, svc.name).end()  # consistent again; the deploy or rollback that follows has its own
+        return out
+    finally:
+        lock.release()
+
+
 def lock_for(env: str, service: str) -> Lock:
     ddb, name = _state(env)
     return Lock(ddb, name, env, service)
@@ -234,6 +263,11 @@ def execute(p: Prepared) -> engine.Outcome:
                                                 text=f"waiting for the {svc.name} lock: {h.describe()}")))
     lock.start_renewing()
     started = time.time()
+    log = journal_for(p.env, svc.name)  # each host's progress, for a resume if this process dies
+    log.begin(p.operation, p.version, {n: (m.from_version, m.to_version) for n, m in plan.moves.items()},
+              actor["who"])
+    emit, d.emit = d.emit, log.recording(d.emit)
+    settled = False  # the engine ended by itself (not killed, no unexpected error): the journal is done
     results = {n: engine.HostResult(n, m.from_version, m.to_version, previous=p.facts[n]["previous"])
                for n, m in plan.moves.items()}
     outcome = engine.Outcome("failed", results, "did not start")
@@ -253,11 +287,14 @@ def execute(p: Prepared) -> engine.Outcome:
             engine.revert(d, plan, results)
         elif outcome.result == "ok" and p.operation != RESTART:
             engine.prune(d, plan.hosts)
+        settled = True
     except OperationFailed as exc:
         outcome = engine.Outcome("failed", results, exc.message, outcome.batches_done)
         if p.operation != RESTART:
             engine.revert(d, plan, results)
+        settled = True
     finally:
+        d.emit = emit
         for r in results.values():
             if r.result == "pending":
                 r.result = "untouched"
@@ -268,6 +305,8 @@ def execute(p: Prepared) -> engine.Outcome:
                         "canary": p.options.canary, "unchanged": list(plan.unchanged)}}
         try:
             record(p.env, doc)
+            if settled:
+                log.end()
         finally:
             lock.release()
             d.transport.close()
