@@ -68,12 +68,16 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
         from roadie.confirm import refuse_unconfirmable
 
         refuse_unconfirmable(ctx, f"{operation} {service}", yes)
-    entry, version, to_previous = _unfinished(ctx, service, version, operation, resume, to_previous)
+    entry = None
+    if (operation == "rollback" or resume) and not plan_only:  # before preflight: the journal decides
+        entry, version, to_previous = _unfinished(ctx, service, version, operation, resume, to_previous)
     prepared = run.prepare(ctx.obj.env, service, version, opts, operation, out.emit, to_previous=to_previous)
     prepared.deps.stop = stop
     if plan_only:
         _print_plan(out, prepared)
         return
+    if operation == "deploy" and not resume:  # refused over a dead deploy's drained hosts
+        entry, _, _ = _unfinished(ctx, service, version, operation, resume, to_previous)
     if entry is not None:
         _confirm(ctx, f"settle the unfinished {entry.operation} of {service}, then {operation} {prepared.version}",
                  yes)
