@@ -36,6 +36,14 @@ def _print_plan(out, prepared) -> None:
              f"drain timeout {p.drain_timeout} s; expected about {p.expected_seconds():.0f} s")
 
 
+def _deploy_alive(env: str, service: str) -> bool:
+    """Someone holds the service's lock with a lease that has not lapsed."""
+    from roadie.deploy import run
+
+    holder = run.lock_for(env, service).holder()
+    return holder is not None and holder.expires_at > time.time()
+
+
 def _unfinished(ctx, service, version, operation, resume, to_previous):
     """The journal of a dead deploy to settle first, and the version to go to; refusals are BadInput."""
     from roadie import model
@@ -45,8 +53,8 @@ def _unfinished(ctx, service, version, operation, resume, to_previous):
     entry = run.journal_for(ctx.obj.env, service).read()
     if resume:
         journal.check_resume(entry, service, ctx.obj.env, version, operation)
-    if entry is None or run.lock_for(ctx.obj.env, service).holder() is not None:
-        return None, version, to_previous  # nothing left behind, or its deploy still runs (the lock says so)
+    if entry is None or (not resume and _deploy_alive(ctx.obj.env, service)):
+        return None, version, to_previous  # nothing left behind, or its deploy still runs (its lease says so)
     if operation == "rollback" and to_previous:
         froms = entry.from_versions()
         if len(froms) != 1:
@@ -175,7 +183,7 @@ def status(ctx):
     doc = st.collect(ctx.obj.env)
     for svc in doc["services"]:  # a deploy whose machine died: its journal outlives its lock
         entry = run.journal_for(ctx.obj.env, svc["service"]).read()
-        svc["unfinished"] = entry.as_dict() if entry and svc["lock"] is None else None
+        svc["unfinished"] = entry.as_dict() if entry and not _deploy_alive(ctx.obj.env, svc["service"]) else None
     out.result(doc)
     if out.json:
         return
