@@ -123,6 +123,12 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
 def _deploy_options(f):
     f = click.option("--batch-size", "batch", help="Hosts per batch: N or N% of the tier.")(f)
     f = click.option("--canary", type=int, help="A first batch of N hosts, health-gated before the rest.")(f)
+    f = click.option("--bake", type=int, help="Seconds the canary serves real traffic before it is judged against "
+                                              "the old hosts (HAProxy's per-server figures); worse: rolled back.")(f)
+    f = click.option("--max-error-rate", type=float, help="With --bake: how much higher the canary's error rate "
+                                                          "may be than the old hosts' (default 0.01).")(f)
+    f = click.option("--max-latency-ratio", type=float, help="With --bake: how many times the old hosts' mean "
+                                                             "response time the canary may take (default 2).")(f)
     f = click.option("--max-fail", type=int, default=0, show_default=True,
                      help="Host failures tolerated across the whole deploy before it stops and reverts.")(f)
     f = click.option("--drain-timeout", type=int, help="Seconds to wait for a drained host's sessions "

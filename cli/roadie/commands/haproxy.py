@@ -50,6 +50,7 @@ class Server:
     errors: int  # connection + response errors (econ + eresp)
     http_5xx: int
     response_ms: int  # average response time over the last 1024 requests (rtime)
+    responses: int = 0  # HTTP answers since start, every status class (hrsp_1xx..hrsp_5xx, hrsp_other)
 
     @property
     def up(self) -> bool:
@@ -83,7 +84,8 @@ def parse_stat(text: str) -> dict[tuple[str, str], Server]:
             backend=row["pxname"], name=row["svname"], status=row.get("status", ""),
             weight=_int(row.get("weight")), sessions=_int(row.get("scur")), total=_int(row.get("stot")),
             errors=_int(row.get("econ")) + _int(row.get("eresp")), http_5xx=_int(row.get("hrsp_5xx")),
-            response_ms=_int(row.get("rtime")))
+            response_ms=_int(row.get("rtime")),
+            responses=sum(_int(row.get(f"hrsp_{k}")) for k in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")))
     return found
 
 

@@ -56,6 +56,8 @@ class Deps:
     # Hosts this run found broken: out of service whatever the balancer says yet
     # (HAProxy marks a dead server DOWN only after fall x inter seconds).
     known_down: set[str] = field(default_factory=set)
+    # Judges a canary batch against the hosts still on the old version (deploy/canary.py); None: health only.
+    judge: Callable[[list[str], list[str]], object] | None = None
 
 
 @dataclass
@@ -80,10 +82,12 @@ class Outcome:
     hosts: dict[str, HostResult]
     error: str | None = None
     batches_done: int = 0
+    verdict: dict | None = None  # the canary's, with its figures, when it was judged
 
     def as_dict(self) -> dict:
         return {"result": self.result, "error": self.error, "batches_done": self.batches_done,
-                "hosts": [h.as_dict() for h in self.hosts.values()]}
+                "hosts": [h.as_dict() for h in self.hosts.values()],
+                **({"verdict": self.verdict} if self.verdict else {})}
 
 
 # -- facts -----------------------------------------------------------------------
@@ -329,6 +333,7 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
     pending = [list(b.hosts) for b in p.batches]
     canary = {h for b in p.batches if b.canary for h in b.hosts}
     done_batches = 0
+    verdict = None
     while pending:
         if d.stop.is_set():
             return Outcome("interrupted", results, "stopped on request", done_batches)
@@ -359,7 +364,16 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
         if failed and failures > p.max_fail and stop_on_fail:
             first = results[failed[0]]
             return Outcome("failed", results, f"{first.host}: {first.error}", done_batches)
-    return Outcome("ok", results, None, done_batches)
+        if d.judge and canary & set(batch) and not failed:
+            old = [n for n, r in results.items() if r.result == "pending"]
+            d.emit(event("deploy.canary.baking", f"canary {', '.join(batch)}: baking against {', '.join(old)}",
+                         hosts=batch, baseline=old))
+            judged = d.judge(batch, old)
+            verdict = judged.as_dict()
+            d.emit(event("deploy.canary.verdict", judged.summary(), **verdict))
+            if not judged.ok:
+                return Outcome("failed", results, judged.summary(), done_batches, verdict)
+    return Outcome("ok", results, None, done_batches, verdict)
 
 
 def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str]:

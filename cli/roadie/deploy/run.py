@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from roadie import inventory, model, paths
-from roadie.deploy import audit, engine, journal, table
+from roadie.deploy import audit, canary, engine, journal, table
 from roadie.deploy import plan as planner
 from roadie.deploy.lock import Lock
 from roadie.errors import BadInput, OperationFailed
@@ -34,6 +34,9 @@ class Options:
     hosts: list[str] | None = None  # a subset of the tier (release install --hosts)
     bring_up: bool = False  # every host at once, no balancer: first install only
     health_seconds: int = 60
+    bake: int | None = None  # seconds the canary serves before it is judged (deploy/canary.py)
+    max_error_rate: float | None = None
+    max_latency_ratio: float | None = None
 
 
 @dataclass
@@ -133,6 +136,7 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     svc = stack.service(service_name)
     if version is not None:
         _check_version(version)
+    bake_rules = canary.rules(opts.canary, opts.bake, opts.max_error_rate, opts.max_latency_ratio)
     inv = inventory.load(env)
     hosts = tier(inv, svc, opts.hosts)
     if opts.drain_timeout is not None:
@@ -143,10 +147,16 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     balancer = None
     if not opts.bring_up:
         balancer = balancer_for(inv, transport, stack)
+        if bake_rules and balancer.kind != "haproxy":
+            raise BadInput(f"--bake judges the canary on HAProxy's per-server figures; the {env} balancer is "
+                           f"{balancer.kind} (CloudWatch target metrics are not read yet).")
         if hasattr(balancer, "drain_seconds"):  # ELBv2 drains for its target group's delay: wait that long
             svc = svc.model_copy(update={"drain_timeout": max(svc.drain_timeout, balancer.drain_seconds(svc.backend))})
     deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer,
                        emit=emit, health_seconds=opts.health_seconds)
+    if bake_rules:
+        deps.judge = lambda batch, old: canary.bake(lambda: balancer.servers(svc.backend), deps.sleep, batch, old,
+                                                    bake_rules)
     names = [h.name for h in hosts]
     try:
         facts = engine.host_facts(deps, names)
@@ -302,7 +312,7 @@ def execute(p: Prepared) -> engine.Outcome:
                "message": p.options.message, "started_at": audit.iso(started),
                "seconds": round(time.time() - started, 3), **outcome.as_dict(),
                "plan": {"batches": [list(b.hosts) for b in plan.batches], "max_fail": plan.max_fail,
-                        "canary": p.options.canary, "unchanged": list(plan.unchanged)}}
+                        "canary": p.options.canary, "bake": p.options.bake, "unchanged": list(plan.unchanged)}}
         try:
             record(p.env, doc)
             if settled:
