@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import timeline
 from roadie import inventory, loadgen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,7 @@ def prepare() -> None:
     sh(*ROADIE, "deploy", "catalog", A)
 
 
-def timed_under_load(cmd: list[str]) -> tuple[float, dict, str]:
+def timed_under_load(cmd: list[str]) -> tuple[float, dict, str, loadgen.Load]:
     load = loadgen.Load(LB, [loadgen.Target("catalog", "/api/tracks/{n}", 50)], rate=60, seconds=900).start()
     time.sleep(1)
     started = time.monotonic()
@@ -61,11 +62,24 @@ def timed_under_load(cmd: list[str]) -> tuple[float, dict, str]:
     summary = load.stop()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:6])} exited {proc.returncode}: {proc.stderr.strip()[-600:]}")
-    return seconds, summary, proc.stdout
+    return seconds, summary, proc.stdout, load
 
 
-def roadie_run(version: str) -> dict:
-    seconds, load, out = timed_under_load([*ROADIE, "--output", "json", "deploy", "catalog", version])
+def draw_timeline(out: str, load: loadgen.Load, version: str) -> str:
+    """The rollout as a PNG (docs/), on the load generator's clock."""
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    wall0 = time.time() - load.elapsed()
+    samples = [{"t": s.t, "version": s.version, "ok": s.ok} for s in load.samples]
+    path = ROOT / "docs" / "deploy-timeline.png"
+    timeline.plot(events, samples, wall0, path,
+                  f"roadie deploy catalog {version}: 2 hosts, one at a time, under 60 req/s through HAProxy")
+    return str(path.relative_to(ROOT))
+
+
+def roadie_run(version: str, draw: bool = False) -> dict:
+    seconds, load, out, gen = timed_under_load([*ROADIE, "--output", "json", "deploy", "catalog", version])
+    if draw:
+        draw_timeline(out, gen, version)
     result = json.loads(out.strip().splitlines()[-1])
     steps = [h["steps"] for h in result["hosts"]]
     waits = sum(sum(s.get(k, 0.0) for k in WAITS) for s in steps)  # batches of one host: waits add up
@@ -80,7 +94,7 @@ def baseline_run(version: str) -> dict:
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", env_inv,
            str(ROOT / "bench" / "baselines" / "rolling_update.yml"),
            "-e", "rolling_service=catalog", "-e", f"rolling_version={version}", "-e", "rolling_serial=1"]
-    seconds, load, _ = timed_under_load(cmd)
+    seconds, load, _, _ = timed_under_load(cmd)
     return {"profile": "ansible rolling_update.yml", "to": version, "seconds": round(seconds, 2),
             "failed": load["failed"], "requests": load["requests"]}
 
@@ -94,8 +108,8 @@ def main() -> None:
     if not args.no_prepare:
         prepare()
     runs = []
-    for _ in range(args.runs):
-        runs.append(roadie_run(B))  # A -> B
+    for i in range(args.runs):
+        runs.append(roadie_run(B, draw=i == args.runs - 1))  # A -> B
         runs.append(baseline_run(A))  # B -> A
     ours = [r["seconds"] for r in runs if r["profile"] == "roadie"]
     theirs = [r["seconds"] for r in runs if r["profile"] != "roadie"]

@@ -33,6 +33,12 @@ def is_production(env: str) -> bool:
     return any(h.vars.get("roadie_env") == PRODUCTION for h in inv.hosts.values())
 
 
+def refuse_unconfirmable(ctx: click.Context, what: str, yes: bool) -> None:
+    """Refuse at once a production change that no one could confirm (no --yes, no terminal)."""
+    if not yes and not interactive() and is_production(ctx.find_root().obj.env):
+        raise BadInput(f"Refusing to {what}: it needs --yes (no terminal to confirm on); nothing was changed.")
+
+
 def confirm(ctx: click.Context, what: str, yes: bool, *, production: bool | None = None,
             token: str | None = None) -> None:
     """Go on, or raise BadInput (exit 2, nothing changed).

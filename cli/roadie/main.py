@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "lock": ("roadie.cli.deploy", "lock", "Show or force-release a service's deploy lock."),
     "audit": ("roadie.cli.deploy", "audit", "Deploys and overrides recorded in the environment."),
     "db": ("roadie.cli.db", "db", "The database tier: Patroni status and switchover."),
+    "ops": ("roadie.cli.ops", "ops", "On-call operations: restart, drain, maintenance, health, logs, disk, exec."),
 }
 
 

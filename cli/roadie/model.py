@@ -43,6 +43,8 @@ class LoadBalancer(_Model):
     group: str
     http_port: int = Field(ge=1, le=65535)
     admin_socket: str = Field(pattern=r"^/")
+    # HAProxy map of the backends in maintenance (roadie ops maintenance): backend -> Retry-After seconds.
+    maintenance_map: str = Field(default="/etc/haproxy/maintenance.map", pattern=r"^/")
 
 
 class Database(_Model):

@@ -96,6 +96,24 @@ class Output:
         with Console(file=stream).status(text):
             yield
 
+    @contextlib.contextmanager
+    def live(self, view) -> Iterator[None]:
+        """A live picture (a rich renderable with `apply(event)`) fed by every event while the block runs;
+        on a terminal only: elsewhere the event lines say the same, one per line."""
+        stream = self._err or sys.stderr
+        if self.json or not _is_terminal(stream):
+            yield
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        self.listeners.append(view.apply)
+        try:
+            with Live(view, console=Console(file=stream), refresh_per_second=4):
+                yield
+        finally:
+            self.listeners.remove(view.apply)
+
     def error(self, message: str, exit_code: int) -> None:
         if self.json:
             self._write(json.dumps({"event": "error", "error": message, "exit_code": exit_code}))

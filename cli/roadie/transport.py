@@ -104,5 +104,9 @@ def for_env(env: str, connection: str = "ssh"):
     """The transport an inventory asks for (roadie_connection)."""
     if connection in ("ssh", "local", "bastion"):
         return SSH(env)
-    raise BadInput(f"The {env} inventory asks for roadie_connection '{connection}', which roadie cannot use yet "
-                   "(known: ssh, bastion).")
+    if connection == "ssm":
+        from roadie.transport_ssm import SSM
+
+        return SSM(env)
+    raise BadInput(f"The {env} inventory asks for roadie_connection '{connection}', which roadie cannot use "
+                   "(known: ssh, bastion, ssm).")

@@ -203,30 +203,39 @@ def test_sigint_mid_deploy_leaves_every_host_whole_and_the_lock_free(fleet_v1):
 
 
 def test_a_host_losing_power_mid_deploy_is_routed_around_and_max_fail_lets_the_rest_go_on(fleet_v1):
-    """streaming-2 loses power while streaming-1 switches: clients only lose requests in flight to it."""
+    """streaming-2 loses power while streaming-1 switches: clients lose only what no server could answer."""
     v1 = fleet_v1["streaming"]
     assert set(versions_on("streaming").values()) == {V2}
     load = under_load()
+    wall0 = time.time() - load.elapsed()
     proc = subprocess.Popen([*ROADIE, "--output", "json", "deploy", "streaming", v1, "--max-fail", "1"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed_at = None
     try:
         for line in proc.stdout:
             if '"deploy.host.step"' in line and '"streaming-1"' in line and '"switch"' in line:
+                killed_at = load.elapsed()
                 run_roadie("local", "kill", "streaming-2", check=True)
                 break
         out, err = proc.communicate(timeout=600)
-    finally:
         summary = load.stop()
-    assert proc.returncode == 1, err
-    error = json.loads(out.strip().splitlines()[-1])["error"]
-    assert "reached 1 of 2 hosts" in error and "streaming-2" in error, error
-    print(f"power cut of streaming-2 mid-deploy: {summary['failed']} of {summary['requests']} requests failed "
-          f"{[f['error'] for f in summary['failures']]}")
-    # only requests in flight to the dead host may fail: a handful, never a stream of errors
-    assert summary["failed"] <= 5, summary["failures"]
-    late = [f for f in summary["failures"] if f["t"] > summary["failures"][0]["t"] + 10] if summary["failed"] else []
-    assert not late, late  # after HAProxy marked it DOWN nothing failed
-    run_roadie("local", "up", check=True, timeout=600)  # power back: the host boots on its own disk
+        assert killed_at is not None, "streaming-1 never switched"
+        assert proc.returncode == 1, err
+        docs = [json.loads(line) for line in out.strip().splitlines()]
+        error = docs[-1]["error"]
+        assert "reached 1 of 2 hosts" in error and "streaming-2" in error, error
+        back_at = next(d["ts"] for d in docs if d.get("event") == "deploy.host.done"
+                       and d.get("host") == "streaming-1") - wall0
+        print(f"power cut of streaming-2 mid-deploy: {summary['failed']} of {summary['requests']} requests failed, "
+              f"{back_at - killed_at:.1f} s with streaming-1 drained and streaming-2 dead "
+              f"{[f['error'] for f in summary['failures']]}")
+        # Failures only while no streaming server could answer (streaming-1 drained for its switch,
+        # streaming-2 dead) and for requests in flight at the cut; none once streaming-1 is back.
+        outside = [f for f in summary["failures"] if not killed_at - 0.5 <= f["t"] <= back_at + 1.0]
+        assert not outside, outside
+    finally:
+        load.stop()
+        run_roadie("local", "up", check=True, timeout=600)  # power back: the host boots on its own disk
     assert versions_on("streaming") == {"streaming-1": v1, "streaming-2": V2}  # drift, shown by status
     code, _, err = roadie_json("deploy", "streaming", v1)
     assert code == 0, err

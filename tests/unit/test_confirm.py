@@ -66,3 +66,29 @@ def test_confirm(envs, monkeypatch, env, yes, terminal, typed, refused):
     else:
         confirm.confirm(ctx_for(env), "converge it", yes)
     assert bool(asked) == (typed is not None)
+
+
+@pytest.mark.parametrize("args, refused", [
+    (["deploy", "catalog", "1.0.0"], True),
+    (["rollback", "catalog"], True),
+    (["deploy", "catalog", "1.0.0", "--yes"], False),
+    (["deploy", "catalog", "1.0.0", "--plan"], False),
+])
+def test_deploy_in_production_without_yes_is_refused_before_preflight(envs, monkeypatch, args, refused):
+    from click.testing import CliRunner
+
+    from roadie.deploy import run
+    from roadie.main import main
+
+    monkeypatch.setattr(confirm, "interactive", lambda: False)
+    asked = []
+
+    def prepare(*a, **kw):  # preflight: reads hosts and the artifacts bucket
+        asked.append(a)
+        raise BadInput("preflight reached")
+
+    monkeypatch.setattr(run, "prepare", prepare)
+    result = CliRunner().invoke(main, ["--env", "prod-eu", *args])
+    assert result.exit_code == 2
+    assert ("it needs --yes" in result.output) is refused
+    assert bool(asked) is not refused

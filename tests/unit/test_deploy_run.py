@@ -44,7 +44,7 @@ def test_host_selection(only, expected, message):
         assert [h.name for h in run.tier(inv(), svc, only)] == expected
 
 
-@pytest.mark.parametrize(("kind", "ok"), [(None, True), ("haproxy", True), ("elbv2", False), ("f5", False)])
+@pytest.mark.parametrize(("kind", "ok"), [(None, True), ("haproxy", True), ("f5", False)])
 def test_the_inventory_chooses_the_balancer(kind, ok):
     stack = model.load()
     if ok:

@@ -216,3 +216,19 @@ def test_published_artifact_downloads_and_checks_like_a_host_would(cli, builds, 
     data = urllib.request.urlopen(url, timeout=30).read()
     want = s3.get_object(Bucket=BUCKET, Key=k["sha256"])["Body"].read().split()[0].decode()
     assert hashlib.sha256(data).hexdigest() == want
+
+
+@pytest.mark.parametrize("tamper", ["object", "metadata"])
+def test_a_deploy_refuses_an_artifact_changed_in_the_bucket(cli, builds, tamper):
+    from roadie.deploy import run
+    from roadie.errors import BadInput
+
+    assert cli("release", "publish", "catalog", "1.0.0").exit_code == 0
+    key = pub.keys("catalog", "1.0.0")["tarball"]
+    published = cli.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"]["sha256"]
+    body, sha = (builds[2].read_bytes(), published) if tamper == "object" else \
+        (cli.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read(), "0" * 64)
+    cli.s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"sha256": sha})
+    shutil.rmtree(cli.dist)  # as on a CI runner that never built it
+    with pytest.raises(BadInput, match="the artifact in the bucket or its metadata was changed"):
+        run.fetch_published("local", "catalog", "1.0.0")

@@ -36,16 +36,61 @@ def _print_plan(out, prepared) -> None:
              f"drain timeout {p.drain_timeout} s; expected about {p.expected_seconds():.0f} s")
 
 
-def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False):
+def _deploy_alive(env: str, service: str) -> bool:
+    """Someone holds the service's lock with a lease that has not lapsed."""
     from roadie.deploy import run
+
+    holder = run.lock_for(env, service).holder()
+    return holder is not None and holder.expires_at > time.time()
+
+
+def _unfinished(ctx, service, version, operation, resume, to_previous):
+    """The journal of a dead deploy to settle first, and the version to go to; refusals are BadInput."""
+    from roadie import model
+    from roadie.deploy import journal, run
+
+    model.load().service(service)
+    entry = run.journal_for(ctx.obj.env, service).read()
+    if resume:
+        journal.check_resume(entry, service, ctx.obj.env, version, operation)
+    if entry is None or (not resume and _deploy_alive(ctx.obj.env, service)):
+        return None, version, to_previous  # nothing left behind, or its deploy still runs (its lease says so)
+    if operation == "rollback" and to_previous:
+        froms = entry.from_versions()
+        if len(froms) != 1:
+            raise BadInput(f"The unfinished {entry.operation} of {service} started from {', '.join(sorted(froms))}; "
+                           "name the version to return to with --to.")
+        return entry, froms.pop(), False
+    if operation == "deploy" and not resume:
+        raise BadInput(f"{service} has an {entry.describe()}; finish it with `roadie deploy {service} "
+                       f"{entry.version} --resume` or undo it with `roadie rollback {service}`.")
+    return entry, version, to_previous
+
+
+def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False, resume=False):
+    from roadie.deploy import run, view
 
     out = output.of(ctx)
     stop = threading.Event()
+    if not plan_only:  # a CI job without --yes is refused before any host is asked anything
+        from roadie.confirm import refuse_unconfirmable
+
+        refuse_unconfirmable(ctx, f"{operation} {service}", yes)
+    entry = None
+    if (operation == "rollback" or resume) and not plan_only:  # before preflight: the journal decides
+        entry, version, to_previous = _unfinished(ctx, service, version, operation, resume, to_previous)
     prepared = run.prepare(ctx.obj.env, service, version, opts, operation, out.emit, to_previous=to_previous)
     prepared.deps.stop = stop
     if plan_only:
         _print_plan(out, prepared)
         return
+    if operation == "deploy" and not resume:  # refused over a dead deploy's drained hosts
+        entry, _, _ = _unfinished(ctx, service, version, operation, resume, to_previous)
+    if entry is not None:
+        _confirm(ctx, f"settle the unfinished {entry.operation} of {service}, then {operation} {prepared.version}",
+                 yes)
+        yes = True
+        run.settle(prepared, entry)
     if not prepared.plan.moves:
         out.result({"result": "ok", "service": service, "version": prepared.version, "hosts": []},
                    f"every {service} host is already on {prepared.version}; nothing to do")
@@ -53,7 +98,8 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
     _confirm(ctx, f"{operation} {service} {prepared.version}", yes)
     restore = run.stop_on_signals(stop, out.emit)
     try:
-        outcome = run.execute(prepared)
+        with out.live(view.RolloutView.of(prepared)):
+            outcome = run.execute(prepared)
     finally:
         restore()
     hosts = outcome.hosts.values()
@@ -77,6 +123,12 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
 def _deploy_options(f):
     f = click.option("--batch-size", "batch", help="Hosts per batch: N or N% of the tier.")(f)
     f = click.option("--canary", type=int, help="A first batch of N hosts, health-gated before the rest.")(f)
+    f = click.option("--bake", type=int, help="Seconds the canary serves real traffic before it is judged against "
+                                              "the old hosts (HAProxy's per-server figures); worse: rolled back.")(f)
+    f = click.option("--max-error-rate", type=float, help="With --bake: how much higher the canary's error rate "
+                                                          "may be than the old hosts' (default 0.01).")(f)
+    f = click.option("--max-latency-ratio", type=float, help="With --bake: how many times the old hosts' mean "
+                                                             "response time the canary may take (default 2).")(f)
     f = click.option("--max-fail", type=int, default=0, show_default=True,
                      help="Host failures tolerated across the whole deploy before it stops and reverts.")(f)
     f = click.option("--drain-timeout", type=int, help="Seconds to wait for a drained host's sessions "
@@ -103,12 +155,14 @@ def _options(kw: dict):
 @click.command()
 @click.argument("service")
 @click.argument("version")
+@click.option("--resume", is_flag=True, help="Finish a deploy of VERSION whose machine died: hosts it left drained "
+                                              "are put back in service first (read from the journal).")
 @_deploy_options
 @click.pass_context
-def deploy(ctx, service, version, **flags):
+def deploy(ctx, service, version, resume, **flags):
     """Roll VERSION of SERVICE out, batch by batch, through the balancer."""
     opts, plan_only, yes = _options(flags)
-    _run(ctx, service, version, opts, "deploy", plan_only, yes)
+    _run(ctx, service, version, opts, "deploy", plan_only, yes, resume=resume)
 
 
 @click.command()
@@ -129,8 +183,13 @@ def status(ctx):
     """Per service and host: version, releases on disk, health, balancer state; and the locks."""
     from roadie.deploy import status as st
 
+    from roadie.deploy import run
+
     out = output.of(ctx)
     doc = st.collect(ctx.obj.env)
+    for svc in doc["services"]:  # a deploy whose machine died: its journal outlives its lock
+        entry = run.journal_for(ctx.obj.env, svc["service"]).read()
+        svc["unfinished"] = entry.as_dict() if entry and not _deploy_alive(ctx.obj.env, svc["service"]) else None
     out.result(doc)
     if out.json:
         return
@@ -142,6 +201,14 @@ def status(ctx):
                   title=f"{svc['service']}: {', '.join(svc['versions']) or 'not deployed'}{drift}")
         lock = svc["lock"]
         out.info(f"  lock: {lock['describe'] if lock else 'free'}")
+        if svc["unfinished"]:
+            u = svc["unfinished"]
+            out.info(f"  UNFINISHED {u['operation']} to {u['version']} by {u['who']}: hosts left "
+                     f"{', '.join(u['unsettled']) or 'none'} unsettled; `roadie deploy {svc['service']} "
+                     f"{u['version']} --resume` or `roadie rollback {svc['service']}`")
+        mt = svc.get("maintenance") or {}
+        out.info("  maintenance: " + (f"ON (503, Retry-After {mt['retry_after']} s)" if mt.get("on")
+                                      else mt.get("error") or "off"))
 
 
 @click.group()

@@ -50,6 +50,7 @@ class Server:
     errors: int  # connection + response errors (econ + eresp)
     http_5xx: int
     response_ms: int  # average response time over the last 1024 requests (rtime)
+    responses: int = 0  # HTTP answers since start, every status class (hrsp_1xx..hrsp_5xx, hrsp_other)
 
     @property
     def up(self) -> bool:
@@ -83,5 +84,40 @@ def parse_stat(text: str) -> dict[tuple[str, str], Server]:
             backend=row["pxname"], name=row["svname"], status=row.get("status", ""),
             weight=_int(row.get("weight")), sessions=_int(row.get("scur")), total=_int(row.get("stot")),
             errors=_int(row.get("econ")) + _int(row.get("eresp")), http_5xx=_int(row.get("hrsp_5xx")),
-            response_ms=_int(row.get("rtime")))
+            response_ms=_int(row.get("rtime")),
+            responses=sum(_int(row.get(f"hrsp_{k}")) for k in ("1xx", "2xx", "3xx", "4xx", "5xx", "other")))
     return found
+
+
+# -- maps (maintenance mode: an entry per backend in a map the frontend reads) ------------
+
+def show_map(socket: str, path: str) -> str:
+    return runtime(socket, f"show map {path}")
+
+
+def parse_map(answer: str) -> dict[str, str]:
+    """{key: value} from `show map FILE` ("0x55d2... key value" lines); an error answer raises ValueError."""
+    entries = {}
+    for line in answer.strip().splitlines():
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith("0x"):
+            raise ValueError(f"not a show map answer: {answer.strip()[:120]!r}")
+        entries[parts[1]] = parts[2] if len(parts) > 2 else ""
+    return entries
+
+
+def put_map(socket: str, path: str, key: str, value: str, present: bool) -> str:
+    """Set `key` to `value` at run time: `set map` changes an entry, `add map` makes one."""
+    verb = "set" if present else "add"
+    return runtime(socket, f"{verb} map {path} {key} {value}")
+
+
+def del_map(socket: str, path: str, key: str) -> str:
+    return runtime(socket, f"del map {path} {key}")
+
+
+def write_map_file(path: str, entries: dict[str, str]) -> str:
+    """Write the map file as the runtime holds it (renamed into place), so a reload keeps the state."""
+    body = "".join(f"{k} {v}\n" for k, v in sorted(entries.items()))
+    return (f"printf %s {shlex.quote(body)} > {shlex.quote(path + '.new')} && "
+            f"mv -f {shlex.quote(path + '.new')} {shlex.quote(path)}")

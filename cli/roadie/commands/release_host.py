@@ -137,11 +137,16 @@ def wait_healthy(service: str, version: str, seconds: int = 60, health_path: str
     return as_service(service, f"python3 -c {shlex.quote(script)}")
 
 
-def prune(service: str, keep: int = KEEP_RELEASES) -> str:
-    """Keep `keep` releases: `current`, `previous` and the newest others; remove the rest."""
+def prunable(service: str, keep: int = KEEP_RELEASES) -> str:
+    """The releases `prune` removes, one a line (run in the releases directory): `roadie ops disk --plan`."""
     b = base(service)
     return (f"cd {b}/releases && cur=$(basename \"$(readlink -f {b}/current)\") && "
             f"prev=$(if [ -L {b}/previous ]; then basename \"$(readlink -f {b}/previous)\"; fi) && "
             f"slots={keep - 1} && if [ -n \"$prev\" ] && [ \"$prev\" != \"$cur\" ]; then slots=$((slots - 1)); fi && "
             f"ls -1t | grep -v -x -e \"$cur\" -e \"${{prev:-$cur}}\" -e '.*\\.unpacking' -e '\\.incoming-.*' "
-            f"| tail -n +$((slots + 1)) | xargs -r rm -rf --")
+            f"| tail -n +$((slots + 1))")
+
+
+def prune(service: str, keep: int = KEEP_RELEASES) -> str:
+    """Keep `keep` releases: `current`, `previous` and the newest others; remove the rest."""
+    return f"{prunable(service, keep)} | xargs -r rm -rf --"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from roadie.commands import release_host as cmd
+from roadie.commands.haproxy import Server
 from roadie.deploy import plan as planner
 from roadie.errors import OperationFailed
 from roadie.events import Event, event
@@ -55,6 +56,8 @@ class Deps:
     # Hosts this run found broken: out of service whatever the balancer says yet
     # (HAProxy marks a dead server DOWN only after fall x inter seconds).
     known_down: set[str] = field(default_factory=set)
+    # Judges a canary batch against the hosts still on the old version (deploy/canary.py); None: health only.
+    judge: Callable[[list[str], list[str]], object] | None = None
 
 
 @dataclass
@@ -79,10 +82,12 @@ class Outcome:
     hosts: dict[str, HostResult]
     error: str | None = None
     batches_done: int = 0
+    verdict: dict | None = None  # the canary's, with its figures, when it was judged
 
     def as_dict(self) -> dict:
         return {"result": self.result, "error": self.error, "batches_done": self.batches_done,
-                "hosts": [h.as_dict() for h in self.hosts.values()]}
+                "hosts": [h.as_dict() for h in self.hosts.values()],
+                **({"verdict": self.verdict} if self.verdict else {})}
 
 
 # -- facts -----------------------------------------------------------------------
@@ -178,64 +183,124 @@ def enable(d: Deps, name: str) -> None:
     _wait(d, lambda: b.servers(backend)[name].up, UP_TIMEOUT, f"{name} UP in the balancer")
 
 
+def _switch_steps(d: Deps, version: str) -> list[tuple[str, str, str]]:
+    """(step, command, what) to put a drained host on `version`: switch, restart, health check."""
+    svc = d.service
+    return [("switch", cmd.switch(svc.name, version), "switching current"),
+            ("restart", cmd.restart(svc.name), "restarting"),
+            ("health", cmd.wait_healthy(svc.name, version, d.health_seconds, svc.health_path, svc.version_path),
+             "health check")]
+
+
 def _switch_and_check(d: Deps, name: str, version: str) -> None:
-    svc, host = d.service, d.hosts[name]
-    d.transport.run(host, cmd.switch(svc.name, version), "switching current")
-    d.transport.run(host, cmd.restart(svc.name), "restarting")
-    d.transport.run(host, cmd.wait_healthy(svc.name, version, d.health_seconds, svc.health_path,
-                                           svc.version_path), "health check")
+    for _step, command, what in _switch_steps(d, version):
+        d.transport.run(d.hosts[name], command, what)
 
 
-def rotate(d: Deps, r: HostResult) -> HostResult:
-    """Move one host to r.to_version, or put it back on r.from_version if a step fails."""
-    name = r.host
-    step = "drain"
-    clock = time.monotonic()
+def _await(d: Deps, names: list[str], ok: Callable[[Server], bool], timeout: float) -> dict[str, Server]:
+    """One balancer read per poll for a whole batch, until `ok` holds for every host or the timeout.
 
-    def done(what: str) -> None:
-        nonlocal clock
+    Returns the hosts still short of it, with their last state: reads grow with
+    batches and poll rounds, never with the hosts in a batch.
+    """
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while True:
+        view = d.balancer.servers(d.service.backend)
+        missing = [n for n in waiting if n not in view]
+        if missing:
+            raise OperationFailed(f"{', '.join(missing)} not in the balancer's {d.service.backend} backend")
+        short = {n: view[n] for n in waiting if not ok(view[n])}
+        if not short or time.monotonic() >= deadline:
+            return short
+        waiting = list(short)
+        d.sleep(POLL)
+
+
+def _raising(exc: Exception) -> Callable[[HostResult], None]:
+    def fail(_r: HostResult) -> None:
+        raise exc
+    return fail
+
+
+def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[HostResult]:
+    """Move a batch to each r.to_version; a host whose step fails goes back to r.from_version.
+
+    The batch moves together: every host is drained, then the balancer is read
+    once per poll until all are drained; each host switches, restarts and is
+    health-checked on its own (in `pool`); the healthy ones are enabled and the
+    balancer again read once per poll until all are UP.
+    """
+    clock = {r.host: time.monotonic() for r in rs}
+    step = {r.host: "drain" for r in rs}
+    svc = d.service
+
+    def done(r: HostResult, what: str) -> None:
         now = time.monotonic()
-        r.steps[what] = now - clock
-        clock = now
-        d.emit(event("deploy.host.step", f"    {name}: {what} ({r.steps[what]:.1f} s)", host=name, step=what,
+        r.steps[what] = now - clock[r.host]
+        clock[r.host] = now
+        d.emit(event("deploy.host.step", f"    {r.host}: {what} ({r.steps[what]:.1f} s)", host=r.host, step=what,
                      seconds=round(r.steps[what], 3)))
 
-    try:
-        if d.balancer:
-            left = drain(d, name)
-            done("drain")
-            if left:
-                d.emit(event("deploy.host.drain_timeout", f"    {name}: {left} session(s) open at the drain timeout",
-                             host=name, sessions=left))
-        step = "switch"
-        d.transport.run(d.hosts[name], cmd.switch(d.service.name, r.to_version), "switching current")
-        done("switch")
-        step = "restart"
-        d.transport.run(d.hosts[name], cmd.restart(d.service.name), "restarting")
-        done("restart")
-        step = "health"
-        d.transport.run(d.hosts[name], cmd.wait_healthy(d.service.name, r.to_version, d.health_seconds,
-                                                        d.service.health_path, d.service.version_path),
-                        "health check")
-        done("health")
-        if r.reverting:
-            d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous")
-        if d.balancer:
-            step = "enable"
-            enable(d, name)
-            done("enable")
-        r.result = "ok"
-        d.emit(event("deploy.host.done", f"  {name}: {r.from_version or '(none)'} -> {r.to_version}, in service",
-                     host=name, to=r.to_version, **{"from": r.from_version}))
-        return r
-    except Exception as exc:
-        r.error = f"{step}: {getattr(exc, 'message', None) or exc}"
+    def failed(r: HostResult, exc: Exception) -> None:
+        r.error = f"{step[r.host]}: {getattr(exc, 'message', None) or exc}"
         r.result = "failed"
-        d.emit(event("deploy.host.failed", f"  {name}: FAILED at {r.error}", host=name, step=step, error=r.error))
-        _put_back(d, r, switched=step not in ("drain",))
+        d.emit(event("deploy.host.failed", f"  {r.host}: FAILED at {r.error}", host=r.host, step=step[r.host],
+                     error=r.error))
+        _put_back(d, r, switched=step[r.host] != "drain")
         if r.result == "failed":
-            d.known_down.add(name)
-        return r
+            d.known_down.add(r.host)
+
+    def each(fn: Callable[[HostResult], None], batch: list[HostResult]) -> list[HostResult]:
+        """fn on every host in parallel; the hosts it failed are put back, the others returned."""
+        def one(r: HostResult) -> bool:
+            try:
+                fn(r)
+                return True
+            except Exception as exc:
+                failed(r, exc)
+                return False
+        return [r for r, ok in zip(batch, pool.map(one, batch), strict=True) if ok]
+
+    def move(r: HostResult) -> None:
+        host = d.hosts[r.host]
+        for what, command, doing in _switch_steps(d, r.to_version):
+            step[r.host] = what
+            d.transport.run(host, command, doing)
+            done(r, what)
+        if r.reverting:
+            d.transport.run(host, cmd.set_previous(svc.name, r.previous), "restoring previous")
+
+    live = list(rs)
+    if d.balancer:
+        live = each(lambda r: d.balancer.drain(svc.backend, r.host), live)
+        try:
+            left = _await(d, [r.host for r in live], lambda s: s.sessions == 0, svc.drain_timeout)
+        except Exception as exc:
+            live, left = each(_raising(exc), live), {}
+        for r in live:
+            done(r, "drain")
+            if r.host in left:
+                d.emit(event("deploy.host.drain_timeout", f"    {r.host}: {left[r.host].sessions} session(s) open "
+                             "at the drain timeout", host=r.host, sessions=left[r.host].sessions))
+    live = each(move, live)
+    if d.balancer:
+        step.update({r.host: "enable" for r in live})
+        live = each(lambda r: d.balancer.ready(svc.backend, r.host), live)
+        try:
+            late = _await(d, [r.host for r in live], lambda s: s.up, UP_TIMEOUT)
+        except Exception as exc:
+            live, late = each(_raising(exc), live), {}
+        each(_raising(OperationFailed(f"UP in the balancer not reached after {UP_TIMEOUT:.0f} s")),
+             [r for r in live if r.host in late])
+        live = [r for r in live if r.host not in late]
+        for r in live:
+            done(r, "enable")
+    for r in live:
+        r.result = "ok"
+        d.emit(event("deploy.host.done", f"  {r.host}: {r.from_version or '(none)'} -> {r.to_version}, in service",
+                     host=r.host, to=r.to_version, **{"from": r.from_version}))
+    return rs
 
 
 def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
@@ -268,6 +333,7 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
     pending = [list(b.hosts) for b in p.batches]
     canary = {h for b in p.batches if b.canary for h in b.hosts}
     done_batches = 0
+    verdict = None
     while pending:
         if d.stop.is_set():
             return Outcome("interrupted", results, "stopped on request", done_batches)
@@ -288,7 +354,7 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
         d.emit(event("deploy.batch.started", f"{label}: {', '.join(batch)}", index=done_batches + 1, hosts=batch,
                      canary=bool(canary & set(batch))))
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(batch))) as pool:
-            list(pool.map(lambda n: rotate(d, results[n]), batch))
+            rotate(d, [results[n] for n in batch], pool)
         done_batches += 1
         failed = [n for n in batch if results[n].result in ("failed", "reverted")]
         failures += len(failed)
@@ -298,7 +364,16 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
         if failed and failures > p.max_fail and stop_on_fail:
             first = results[failed[0]]
             return Outcome("failed", results, f"{first.host}: {first.error}", done_batches)
-    return Outcome("ok", results, None, done_batches)
+        if d.judge and canary & set(batch) and not failed:
+            old = [n for n, r in results.items() if r.result == "pending"]
+            d.emit(event("deploy.canary.baking", f"canary {', '.join(batch)}: baking against {', '.join(old)}",
+                         hosts=batch, baseline=old))
+            judged = d.judge(batch, old)
+            verdict = judged.as_dict()
+            d.emit(event("deploy.canary.verdict", judged.summary(), **verdict))
+            if not judged.ok:
+                return Outcome("failed", results, judged.summary(), done_batches, verdict)
+    return Outcome("ok", results, None, done_batches, verdict)
 
 
 def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str]:

@@ -6,6 +6,7 @@ functions, so there is one code path that switches releases.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from roadie import inventory, model, paths
-from roadie.deploy import audit, engine, table
+from roadie.deploy import audit, canary, engine, journal, table
 from roadie.deploy import plan as planner
 from roadie.deploy.lock import Lock
 from roadie.errors import BadInput, OperationFailed
@@ -33,6 +34,9 @@ class Options:
     hosts: list[str] | None = None  # a subset of the tier (release install --hosts)
     bring_up: bool = False  # every host at once, no balancer: first install only
     health_seconds: int = 60
+    bake: int | None = None  # seconds the canary serves before it is judged (deploy/canary.py)
+    max_error_rate: float | None = None
+    max_latency_ratio: float | None = None
 
 
 @dataclass
@@ -111,8 +115,12 @@ def balancer_for(inv: inventory.Inventory, transport, stack: model.Stack):
     kind = str(inv.env_vars.get("roadie_balancer", "haproxy"))
     if kind == "haproxy":
         return HAProxy(transport, inv.group(stack.loadbalancer.group), stack.loadbalancer.admin_socket)
-    raise BadInput(f"The {inv.env} inventory's balancer is '{kind}'; roadie drains hosts in 'haproxy' only so far "
-                   "(ELBv2 target groups are planned).")
+    if kind == "elbv2":
+        from roadie.deploy.balancer_elbv2 import ELBv2
+
+        hosts = [h for svc in stack.services.values() for h in inv.group(svc.group)]
+        return ELBv2(inv.env, hosts, names=inv.env_vars.get("roadie_target_groups"))
+    raise BadInput(f"The {inv.env} inventory's balancer is '{kind}'; roadie drains hosts in 'haproxy' or 'elbv2'.")
 
 
 def _check_version(version: str) -> None:
@@ -128,6 +136,7 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     svc = stack.service(service_name)
     if version is not None:
         _check_version(version)
+    bake_rules = canary.rules(opts.canary, opts.bake, opts.max_error_rate, opts.max_latency_ratio)
     inv = inventory.load(env)
     hosts = tier(inv, svc, opts.hosts)
     if opts.drain_timeout is not None:
@@ -138,8 +147,16 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     balancer = None
     if not opts.bring_up:
         balancer = balancer_for(inv, transport, stack)
+        if bake_rules and balancer.kind != "haproxy":
+            raise BadInput(f"--bake judges the canary on HAProxy's per-server figures; the {env} balancer is "
+                           f"{balancer.kind} (CloudWatch target metrics are not read yet).")
+        if hasattr(balancer, "drain_seconds"):  # ELBv2 drains for its target group's delay: wait that long
+            svc = svc.model_copy(update={"drain_timeout": max(svc.drain_timeout, balancer.drain_seconds(svc.backend))})
     deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer,
                        emit=emit, health_seconds=opts.health_seconds)
+    if bake_rules:
+        deps.judge = lambda batch, old: canary.bake(lambda: balancer.servers(svc.backend), deps.sleep, batch, old,
+                                                    bake_rules)
     names = [h.name for h in hosts]
     try:
         facts = engine.host_facts(deps, names)
@@ -155,6 +172,8 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
             raise BadInput(f"Preflight: {', '.join(missing)} not in the balancer's {svc.backend} backend; "
                            "converge the load balancer first.")
     current = {n: facts[n]["current"] for n in names}
+    if operation == RESTART:
+        return _prepare_restart(env, svc, opts, deps, facts, current)
     to = None
     if to_previous:
         to = {}
@@ -176,6 +195,25 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
     return prepared
 
 
+RESTART = "restart"
+
+
+def _prepare_restart(env: str, svc: model.Service, opts: Options, deps: engine.Deps, facts: dict[str, dict],
+                     current: dict[str, str | None]) -> Prepared:
+    """A rolling restart: every host "moves" to the release it runs, so the engine drains, restarts,
+    health-checks and re-enables it with no version change (nothing to fetch, stage or migrate)."""
+    bare = [n for n, v in current.items() if not v]
+    if bare:
+        raise BadInput(f"{', '.join(bare)} has no {svc.name} release installed; nothing to restart "
+                       f"(`roadie release install {svc.name} VERSION` first).")
+    p = planner.build(svc.name, RESTART, {n: None for n in current}, to=current, batch=opts.batch,
+                      canary=opts.canary, max_fail=opts.max_fail, min_healthy=svc.min_healthy,
+                      drain_timeout=svc.drain_timeout)
+    p = dataclasses.replace(p, moves={n: planner.Move(n, current[n], current[n]) for n in p.moves})
+    return Prepared(env=env, operation=RESTART, service=svc, version="+".join(sorted(set(current.values()))),
+                    plan=p, deps=deps, facts=facts, options=opts)
+
+
 @functools.lru_cache(maxsize=4)
 def _state(env: str):
     """The deploys table's client and name; made (on an emulator) or checked once per process."""
@@ -184,6 +222,35 @@ def _state(env: str):
     name = table.name_for(inv)
     table.ensure(ddb, name, emulated=bool(inv.env_vars.get("roadie_aws_endpoint_url")))
     return ddb, name
+
+
+def journal_for(env: str, service: str) -> journal.Journal:
+    ddb, name = _state(env)
+    return journal.Journal(ddb, name, env, service)
+
+
+def settle(p: Prepared, entry: journal.Entry) -> list[str]:
+    """After a deploy died: each host it left unsettled is restarted on the release it has, checked and enabled.
+
+    Under the service's lock; the tier is then consistent for the resumed deploy
+    or rollback to plan from. Returns the hosts put back in service.
+    """
+    d, svc = p.deps, p.service
+    lock = lock_for(p.env, svc.name)
+    lock.acquire(table.actor(), "resume", p.options.message, wait=p.options.lock_wait)
+    try:
+        view = d.balancer.servers(svc.backend) if d.balancer else {}
+        out = [n for n in d.hosts if n in entry.unsettled() or (n in entry.moves and n in view and not view[n].up)]
+        for name in out:
+            engine._switch_and_check(d, name, p.facts[name]["current"])
+            if d.balancer:
+                engine.enable(d, name)
+            d.emit(event("deploy.resume.settled", f"  {name}: {p.facts[name]['current']} healthy and in service",
+                         host=name, version=p.facts[name]["current"]))
+        journal_for(p.env, svc.name).end()  # consistent again; the deploy or rollback that follows has its own
+        return out
+    finally:
+        lock.release()
 
 
 def lock_for(env: str, service: str) -> Lock:
@@ -206,6 +273,11 @@ def execute(p: Prepared) -> engine.Outcome:
                                                 text=f"waiting for the {svc.name} lock: {h.describe()}")))
     lock.start_renewing()
     started = time.time()
+    log = journal_for(p.env, svc.name)  # each host's progress, for a resume if this process dies
+    log.begin(p.operation, p.version, {n: (m.from_version, m.to_version) for n, m in plan.moves.items()},
+              actor["who"])
+    emit, d.emit = d.emit, log.recording(d.emit)
+    settled = False  # the engine ended by itself (not killed, no unexpected error): the journal is done
     results = {n: engine.HostResult(n, m.from_version, m.to_version, previous=p.facts[n]["previous"])
                for n, m in plan.moves.items()}
     outcome = engine.Outcome("failed", results, "did not start")
@@ -216,19 +288,23 @@ def execute(p: Prepared) -> engine.Outcome:
         for ver, (path, sha) in p.tarballs.items():
             stage_on = [h for h, m in plan.moves.items() if m.to_version == ver]
             engine.stage(d, stage_on, ver, path, sha, p.facts)
-        if svc.migrations and plan.moves and p.operation != "rollback":
+        if svc.migrations and plan.moves and p.operation not in ("rollback", RESTART):
             engine.migrate(d, plan.hosts[0], p.version)
         outcome = engine.roll(d, plan, results)
         if lock.lost and outcome.result == "ok":
             outcome = engine.Outcome("failed", results, f"lock lost: {lock.lost}", outcome.batches_done)
-        if outcome.result == "failed":
+        if outcome.result == "failed" and p.operation != RESTART:  # a restart changed no release: none to undo
             engine.revert(d, plan, results)
-        elif outcome.result == "ok":
+        elif outcome.result == "ok" and p.operation != RESTART:
             engine.prune(d, plan.hosts)
+        settled = True
     except OperationFailed as exc:
         outcome = engine.Outcome("failed", results, exc.message, outcome.batches_done)
-        engine.revert(d, plan, results)
+        if p.operation != RESTART:
+            engine.revert(d, plan, results)
+        settled = True
     finally:
+        d.emit = emit
         for r in results.values():
             if r.result == "pending":
                 r.result = "untouched"
@@ -236,9 +312,11 @@ def execute(p: Prepared) -> engine.Outcome:
                "message": p.options.message, "started_at": audit.iso(started),
                "seconds": round(time.time() - started, 3), **outcome.as_dict(),
                "plan": {"batches": [list(b.hosts) for b in plan.batches], "max_fail": plan.max_fail,
-                        "canary": p.options.canary, "unchanged": list(plan.unchanged)}}
+                        "canary": p.options.canary, "bake": p.options.bake, "unchanged": list(plan.unchanged)}}
         try:
             record(p.env, doc)
+            if settled:
+                log.end()
         finally:
             lock.release()
             d.transport.close()

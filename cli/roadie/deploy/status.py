@@ -15,6 +15,17 @@ def _balancer_view(balancer, backend: str) -> dict[str, str]:
         return {"*": f"unknown: {exc.message}"}
 
 
+def _maintenance_view(inv, transport, stack) -> dict:
+    """{backend: retry_after} of the backends in maintenance; {"*": why} when it cannot be read."""
+    from roadie.errors import BadInput
+    from roadie.ops import maintenance
+
+    try:
+        return maintenance.for_env(inv, transport, stack).state()
+    except (OperationFailed, BadInput) as exc:
+        return {"*": f"unknown: {exc.message}"}
+
+
 def collect(env: str) -> dict:
     stack = model.load()
     inv = inventory.load(env)
@@ -22,6 +33,7 @@ def collect(env: str) -> dict:
     balancer = run.balancer_for(inv, transport, stack)
     services = []
     try:
+        in_maintenance = _maintenance_view(inv, transport, stack)
         for svc in stack.services.values():
             hosts = inv.group(svc.group)
             deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer)
@@ -35,6 +47,9 @@ def collect(env: str) -> dict:
             holder = run.lock_for(env, svc.name).holder()
             services.append({"service": svc.name, "versions": sorted({r["current"] for r in rows if r["current"]}),
                              "hosts": rows,
+                             "maintenance": {"on": svc.backend in in_maintenance,
+                                             "retry_after": in_maintenance.get(svc.backend),
+                                             "error": in_maintenance.get("*")},
                              "lock": {**holder.as_dict(), "describe": holder.describe()} if holder else None})
     finally:
         transport.close()

@@ -1,0 +1,50 @@
+"""What every on-call operation shares: who acts, the audit record, hosts run in parallel."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from roadie import inventory
+from roadie.errors import BadInput, OperationFailed
+
+PARALLEL = 16
+
+
+def audit(env: str, operation: str, service: str, started: float, result: str, **facts) -> dict:
+    """One audit record (who, when, what, result) in the environment's deploys table."""
+    from roadie.deploy import run, table
+    from roadie.deploy.audit import iso
+
+    return run.record(env, {"operation": operation, "service": service, **table.actor(), "result": result,
+                            "started_at": iso(started), "seconds": round(time.time() - started, 3), **facts})
+
+
+def select(inv: inventory.Inventory, names: list[str] | tuple[str, ...] | str) -> list[inventory.Host]:
+    """Hosts of groups or host names ("catalog", "db-1", "catalog,db-1"); empty or unknown is bad input."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",")]
+    names = [n.strip() for n in names]
+    if not names or any(not n for n in names):
+        raise BadInput(f"Name a group or host of the {inv.env} inventory ({', '.join(groups(inv))}).")
+    return inv.select(names)
+
+
+def groups(inv: inventory.Inventory) -> list[str]:
+    seen: list[str] = []
+    for h in inv.hosts.values():
+        seen += [g for g in h.groups if g not in seen]
+    return seen
+
+
+def on_hosts(hosts: list[inventory.Host], work: Callable[[inventory.Host], dict]) -> dict[str, dict]:
+    """work(host) on every host at once; a host that fails gives {"error": ...} instead of stopping the rest."""
+    def one(host):
+        try:
+            return work(host)
+        except OperationFailed as exc:
+            return {"error": exc.message}
+
+    with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(hosts)))) as pool:
+        return dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))

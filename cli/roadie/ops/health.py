@@ -1,0 +1,102 @@
+"""The health report: one screen for the whole environment, and an exit code a cron job can page on.
+
+It reads what `roadie status` reads (versions, units, balancer, locks,
+maintenance), every host's disks (which also says whether it answers) and the
+database members, at once; `problems` (pure) says what needs a human.
+Intentional states (a host drained by hand, maintenance on, a deploy holding
+the lock) are notes, not problems.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from roadie import inventory, model
+from roadie.deploy import run
+from roadie.deploy import status as st
+from roadie.ops import database, disk
+
+
+def collect(env: str, threshold: int = disk.DEFAULT_THRESHOLD) -> dict:
+    started = time.monotonic()
+    stack, inv = model.load(), inventory.load(env)
+    transport = run.transport_for(inv)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            status = pool.submit(st.collect, env)
+            disks = pool.submit(disk.usage, env, None, 3)
+            db = pool.submit(database.members, inv, transport, stack)
+            report = {"env": env, "services": status.result()["services"], "hosts": disks.result(),
+                      "database": db.result(), "backups": None, "threshold": threshold}
+    finally:
+        transport.close()
+    report["problems"], report["notes"] = problems(report, threshold)
+    report["seconds"] = round(time.monotonic() - started, 2)
+    return report
+
+
+def problems(report: dict, threshold: int, now: float | None = None) -> tuple[list[str], list[str]]:
+    """(problems, notes) of a report (pure): problems need a human, notes are intentional states."""
+    now = time.time() if now is None else now
+    found, notes = [], []
+    for name, h in report["hosts"].items():
+        if "error" in h:
+            found.append(f"{name}: does not answer ({h['error']})")
+            continue
+        for m in h["mounts"]:
+            if m["percent"] >= threshold:
+                found.append(f"{name}: {m['mount']} is {m['percent']}% full (threshold {threshold}%)")
+    for svc in report["services"]:
+        name, lock = svc["service"], svc["lock"]
+        up = 0
+        for h in svc["hosts"]:
+            if h["active"] != "active" and not str(h["active"]).startswith("unreachable"):
+                found.append(f"{h['host']}: {name} unit is {h['active'] or 'missing'}")
+            bal = h["balancer"]
+            if bal == "UP":
+                up += 1
+            elif bal == "DRAIN":
+                notes.append(f"{h['host']}: drained from {name} (roadie ops enable {h['host']} puts it back)")
+            elif not (lock and bal.startswith(("DOWN", "MAINT"))):  # a host in a deploy is out briefly
+                found.append(f"{h['host']}: {bal} in the balancer's {name} backend")
+        if not up:
+            found.append(f"{name}: no host in service")
+        if len(svc["versions"]) > 1 and not lock:
+            found.append(f"{name}: version drift ({', '.join(svc['versions'])}) with no deploy running")
+        if lock:
+            if datetime.fromisoformat(lock["expires_at"]).timestamp() < now:
+                found.append(f"{name}: lock held past its lease by {lock['describe']} "
+                             f"(`roadie lock release {name} --force` if that run is dead)")
+            else:
+                notes.append(f"{name}: locked by {lock['describe']}")
+        mt = svc.get("maintenance") or {}
+        if mt.get("error"):
+            found.append(f"{name}: maintenance state {mt['error']}")
+        elif mt.get("on"):
+            notes.append(f"{name}: in maintenance (503, Retry-After {mt['retry_after']} s)")
+    found += database.problems(report["database"])
+    if report.get("backups") is None:
+        notes.append("backups: none configured in this environment (no backup age to check)")
+    return found, notes
+
+
+def rows(report: dict) -> list[tuple]:
+    """One row per host: what it runs, version, unit, balancer, fullest mount."""
+    by_host: dict[str, dict] = {n: {"role": "", "version": "", "unit": "", "balancer": ""} for n in report["hosts"]}
+    for svc in report["services"]:
+        for h in svc["hosts"]:
+            by_host.setdefault(h["host"], {}).update(role=svc["service"], version=h["current"] or "",
+                                                     unit=h["active"], balancer=h["balancer"])
+    for m in report["database"]:
+        by_host.setdefault(m["host"], {}).update(role=f"db {m['role']}", unit=m["state"],
+                                                 balancer=f"lag {m['lag']:.1f} s" if m["lag"] is not None else "")
+    out = []
+    for name, h in by_host.items():
+        d = report["hosts"].get(name, {})
+        fullest = max(d.get("mounts", []), key=lambda m: m["percent"], default=None)
+        out.append((name, "no" if "error" in d else "yes", h.get("role", ""), h.get("version", ""),
+                    h.get("unit", ""), h.get("balancer", ""), f"{fullest['percent']}% {fullest['mount']}"
+                    if fullest else ""))
+    return out

@@ -1,0 +1,111 @@
+"""Take one host out of rotation by hand, or put it back, with the deploy engine's drain and enable.
+
+The tier's minimum is checked with the planner's own capacity rule, against
+the balancer's live view, so a hand drain cannot do what a deploy would refuse.
+The service's deploy lock is held while the state changes, so a drain never
+races a deploy of that service.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from roadie import inventory, model
+from roadie.commands.haproxy import Server
+from roadie.deploy import engine, run, table
+from roadie.deploy import plan as planner
+from roadie.errors import BadInput
+from roadie.ops import common
+
+
+@dataclass
+class Target:
+    env: str
+    host: str
+    service: model.Service
+    deps: engine.Deps
+
+    @property
+    def tier(self) -> list[str]:
+        return list(self.deps.hosts)
+
+
+def service_of(inv: inventory.Inventory, stack: model.Stack, host: str) -> model.Service:
+    """The service a host serves behind the balancer; unknown hosts and hosts behind no balancer are bad input."""
+    if host not in inv.hosts:
+        raise BadInput(f"Unknown host '{host}': the {inv.env} inventory has {', '.join(inv.hosts)}.")
+    for svc in stack.services.values():
+        if svc.group in inv.hosts[host].groups:
+            return svc
+    raise BadInput(f"{host} is behind no balancer (it serves none of {', '.join(stack.services)}); "
+                   "only service hosts can be drained or enabled.")
+
+
+def target(env: str, host: str, emit=lambda ev: None) -> Target:
+    stack, inv = model.load(), inventory.load(env)
+    svc = service_of(inv, stack, host)
+    transport = run.transport_for(inv)
+    deps = engine.Deps(service=svc, hosts={h.name: h for h in run.tier(inv, svc, None)}, transport=transport,
+                       balancer=run.balancer_for(inv, transport, stack), emit=emit)
+    return Target(env, host, svc, deps)
+
+
+def must_drain(servers: dict[str, Server], host: str, tier: list[str], min_healthy: int, service: str) -> bool:
+    """True when `host` takes traffic and may leave it; False when it is out of rotation already.
+
+    Refused (BadInput) when taking it out would leave the tier below its minimum healthy hosts.
+    """
+    if host not in servers:
+        raise BadInput(f"{host} is not in the balancer's {service} backend; converge the load balancer first.")
+    up = {n for n, s in servers.items() if s.up and n in tier}
+    if host not in up:
+        return False
+    if not planner.capacity([host], up, tier, min_healthy):
+        rest = sorted(up - {host})
+        raise BadInput(f"Refusing to drain {host}: {service} would be left with {len(rest)} host(s) in service "
+                       f"({', '.join(rest) or 'none'}), below its minimum of {min_healthy}; nothing was changed.")
+    return True
+
+
+def drain(t: Target, message: str = "") -> dict:
+    """Drain the host (refused below the tier's minimum) and wait for its sessions, under the service lock."""
+    return _change(t, "drain", message)
+
+
+def enable(t: Target, message: str = "") -> dict:
+    """Put the host back in rotation and wait until the balancer sees it UP."""
+    return _change(t, "enable", message)
+
+
+def _change(t: Target, operation: str, message: str) -> dict:
+    d, svc = t.deps, t.service
+    actor = table.actor()
+    lock = run.lock_for(t.env, svc.name)
+    lock.acquire(actor, f"ops {operation} {t.host}", message)
+    started, result, doc = time.time(), "failed", {"host": t.host, "service": svc.name, "operation": operation}
+    try:
+        servers = d.balancer.servers(svc.backend)
+        if operation == "drain":
+            if must_drain(servers, t.host, t.tier, svc.min_healthy, svc.name):
+                doc["sessions_left"] = engine.drain(d, t.host)
+                doc["changed"] = True
+            else:
+                doc["changed"] = False
+        else:
+            doc["changed"] = not servers[t.host].up
+            engine.enable(d, t.host)
+        doc["state"] = d.balancer.servers(svc.backend)[t.host].status
+        result = "ok"
+        return {**doc, "result": result}
+    except BadInput:  # refused: nothing changed, nothing to record
+        result = None
+        raise
+    finally:
+        try:
+            if result:
+                common.audit(t.env, operation, svc.name, started, result, host=t.host, message=message,
+                             changed=doc.get("changed"))
+        finally:
+            lock.release()
+            d.transport.close()

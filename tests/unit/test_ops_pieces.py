@@ -1,0 +1,157 @@
+"""The pure pieces of `roadie ops` health, disk, logs, exec and database: facts in, lines and verdicts out."""
+
+from __future__ import annotations
+
+import pytest
+
+from roadie import model
+from roadie.commands import release_host
+from roadie.errors import BadInput
+from roadie.inventory import Host
+from roadie.ops import database, disk, execute, health, logs
+
+DF = """Filesystem     1-blocks      Used Available Capacity Mounted on
+overlay      100000000  90000000  10000000      90% /
+/dev/vdb      50000000   5000000  45000000      10% /srv
+overlay      100000000  90000000  10000000      90% /
+---
+40960000\t/srv/catalog/releases/1.0.0
+8192\t/tmp
+"""
+
+
+def test_parse_usage():
+    u = disk.parse_usage(DF)
+    assert [(m["mount"], m["percent"]) for m in u["mounts"]] == [("/", 90), ("/srv", 10)]
+    assert u["top"] == [{"path": "/srv/catalog/releases/1.0.0", "bytes": 40960000}, {"path": "/tmp", "bytes": 8192}]
+
+
+def test_plan_lists_exactly_what_prune_removes():
+    """One rule: disk clean's listing is the deploy's prune without the removal."""
+    assert release_host.prune("catalog", 3) == release_host.prunable("catalog", 3) + " | xargs -r rm -rf --"
+    assert disk.plan_cmd("catalog", 3).startswith(release_host.prunable("catalog", 3))
+
+
+@pytest.mark.parametrize(("bound", "ok"), [("200M", True), ("1G", True), ("0M", False), ("200", False),
+                                           ("1G; rm -rf /", False)])
+def test_journal_bound(bound, ok):
+    if ok:
+        assert disk.check_bound(bound) == bound
+    else:
+        with pytest.raises(BadInput, match="not a size"):
+            disk.check_bound(bound)
+
+
+def host(name, *groups):
+    return Host(name, "198.18.0.99", groups)
+
+
+@pytest.mark.parametrize(("h", "units"), [
+    (host("catalog-1", "catalog"), ["catalog.service"]), (host("lb-1", "loadbalancer"), ["haproxy.service"]),
+    (host("db-1", "database", "database_primary"), ["postgresql*"]), (host("x", "other"), []),
+])
+def test_units_per_host(h, units):
+    assert logs.units(model.load(), h) == units
+
+
+@pytest.mark.parametrize(("kw", "line"), [
+    ({}, "journalctl --no-pager -o short-iso -u catalog.service -n 200"),
+    ({"lines": 5, "since": "1h ago"}, "journalctl --no-pager -o short-iso -u catalog.service --since '1h ago' -n 5"),
+    ({"grep": "GET /api", "lines": 3},
+     "journalctl --no-pager -o short-iso -u catalog.service | grep -E -e 'GET /api' | tail -n 3"),
+    ({"follow": True}, "journalctl --no-pager -o short-iso -u catalog.service -f -n 200"),
+    ({"follow": True, "grep": "x"},
+     "journalctl --no-pager -o short-iso -u catalog.service -f -n 1000 | grep --line-buffered -E -e x"),
+])
+def test_journal_lines(kw, line):
+    assert logs.command(["catalog.service"], **kw) == line
+
+
+@pytest.mark.parametrize(("lines", "grep", "since", "message"), [
+    (0, None, None, "--lines"), (10_001, None, None, "--lines"), (5, "", None, "needs a pattern"),
+    (5, "(", None, "not a regular expression"), (5, None, " ", "--since"),
+])
+def test_bad_log_options(lines, grep, since, message):
+    with pytest.raises(BadInput, match=message):
+        logs.check(lines, grep, since)
+
+
+def test_merge_orders_hosts_lines_by_time_and_drops_journal_notes():
+    got = logs.merge({"a": ["2026-11-23T10:00:02+0000 a two", "-- No entries --"],
+                      "b": ["2026-11-23T10:00:01+0000 b one", "2026-11-23T10:00:03+0000 b three"]})
+    assert got == [("b", "2026-11-23T10:00:01+0000 b one"), ("a", "2026-11-23T10:00:02+0000 a two"),
+                   ("b", "2026-11-23T10:00:03+0000 b three")]
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (("uptime",), "uptime"), (("df -h | tail -1",), "df -h | tail -1"), (("ls", "-l", "/srv/a b"), "ls -l '/srv/a b'"),
+    ((), None), (("",), None), (("  ",), None),
+])
+def test_exec_command_line(argv, line):
+    if line is None:
+        with pytest.raises(BadInput, match="Name the command"):
+            execute.command_line(argv)
+    else:
+        assert execute.command_line(argv) == line
+
+
+PRIMARY = {"recovery": False, "senders": [{"name": "db_2", "state": "streaming", "lag": 0.2}], "receiver": None,
+           "replay_age": None}
+REPLICA = {"recovery": True, "senders": [], "receiver": "streaming", "replay_age": 500.0}
+
+
+@pytest.mark.parametrize(("docs", "expected"), [
+    ({"db-1": PRIMARY, "db-2": REPLICA}, []),
+    ({"db-1": PRIMARY, "db-2": {**REPLICA, "receiver": None}}, ["db-2: database replica not streaming"]),
+    ({"db-1": {"error": "connection refused"}, "db-2": REPLICA},
+     ["db-1: database connection refused", "database: no primary"]),
+    ({"db-1": PRIMARY, "db-2": PRIMARY}, ["split brain"]),
+    ({"db-1": {**PRIMARY, "senders": [{"name": "db_2", "state": "streaming", "lag": 95.0}]}, "db-2": REPLICA},
+     ["db-1: replication lag 95 s"]),
+])
+def test_database_problems(docs, expected):
+    found = database.problems([database.member(n, d) for n, d in docs.items()])
+    assert len(found) == len(expected) and all(e in f for e, f in zip(expected, found, strict=True)), found
+
+
+def report(**over):
+    svc = {"service": "catalog", "versions": ["1.0.0"], "lock": None, "maintenance": {"on": False},
+           "hosts": [{"host": "catalog-1", "current": "1.0.0", "active": "active", "balancer": "UP"},
+                     {"host": "catalog-2", "current": "1.0.0", "active": "active", "balancer": "UP"}]}
+    svc.update(over.pop("svc", {}))
+    r = {"services": [svc], "database": [database.member("db-1", PRIMARY)], "backups": {"age": 60},
+         "hosts": {"catalog-1": {"mounts": [{"mount": "/", "percent": 40}], "top": []},
+                   "catalog-2": {"mounts": [{"mount": "/", "percent": 40}], "top": []}}}
+    r.update(over)
+    return r
+
+
+LOCK = {"describe": "alice@laptop (pid 1, deploy)", "expires_at": "2026-11-23T10:01:00+00:00"}
+NOW = 1795428000.0  # 2026-11-23T10:00:00Z
+
+
+@pytest.mark.parametrize(("r", "problem", "note"), [
+    (report(), None, None),
+    (report(hosts={"catalog-1": {"error": "timed out"}, "catalog-2": {"mounts": [], "top": []}}),
+     "catalog-1: does not answer", None),
+    (report(hosts={"catalog-1": {"mounts": [{"mount": "/srv", "percent": 91}], "top": []}}),
+     "catalog-1: /srv is 91% full", None),
+    (report(svc={"hosts": [{"host": "catalog-1", "current": "1.0.0", "active": "failed", "balancer": "DOWN"}]}),
+     "catalog-1: catalog unit is failed", None),
+    (report(svc={"hosts": [{"host": "catalog-1", "current": "1.0.0", "active": "active", "balancer": "DOWN"},
+                           {"host": "catalog-2", "current": "1.0.0", "active": "active", "balancer": "UP"}]}),
+     "catalog-1: DOWN in the balancer", None),
+    (report(svc={"hosts": [{"host": "catalog-1", "current": "1.0.0", "active": "active", "balancer": "DRAIN"},
+                           {"host": "catalog-2", "current": "1.0.0", "active": "active", "balancer": "UP"}]}),
+     None, "catalog-1: drained"),
+    (report(svc={"versions": ["1.0.0", "1.1.0"]}), "version drift", None),
+    (report(svc={"versions": ["1.0.0", "1.1.0"], "lock": LOCK}), None, "locked by alice"),
+    (report(svc={"lock": {**LOCK, "expires_at": "2026-11-23T09:00:00+00:00"}}), "lock held past its lease", None),
+    (report(svc={"maintenance": {"on": True, "retry_after": 300}}), None, "in maintenance"),
+    (report(backups=None), None, "backups: none configured"),
+])
+def test_health_problems_and_notes(r, problem, note):
+    found, notes = health.problems(r, threshold=85, now=NOW)
+    assert (any(problem in f for f in found) if problem else found == []), found
+    if note:
+        assert any(note in n for n in notes), notes
