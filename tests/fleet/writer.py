@@ -67,4 +67,4 @@ class Writer:
     def longest_gap(self, since: float) -> float:
         """The longest time without an acknowledged write from `since` on (the outage)."""
         times = [since] + sorted(t for t in self.acked.values() if t > since)
-        return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))

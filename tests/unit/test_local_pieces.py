@@ -84,7 +84,7 @@ def test_parse_unwraps_unsafe_values():
 def test_load_local_inventory_groups():
     inv = inventory.load("local")
     assert [h.name for h in inv.group("catalog")] == ["catalog-1", "catalog-2"]
-    assert [h.name for h in inv.group("database_replica")] == ["db-2"]
+    assert [h.name for h in inv.group("database_replica")] == ["db-2", "db-3"]
     assert inv.hosts["lb-1"].address == "198.18.0.10"
 
 

@@ -48,7 +48,8 @@ def host(name, *groups):
 
 @pytest.mark.parametrize(("h", "units"), [
     (host("catalog-1", "catalog"), ["catalog.service"]), (host("lb-1", "loadbalancer"), ["haproxy.service"]),
-    (host("db-1", "database", "database_primary"), ["postgresql*"]), (host("x", "other"), []),
+    (host("db-1", "database", "database_primary"), ["patroni.service", "etcd.service", "postgresql*"]),
+    (host("x", "other"), []),
 ])
 def test_units_per_host(h, units):
     assert logs.units(model.load(), h) == units

@@ -22,7 +22,7 @@ def units(stack: model.Stack, host: inventory.Host) -> list[str]:
     if stack.loadbalancer.group in host.groups:
         found.append("haproxy.service")
     if stack.database.group in host.groups:
-        found.append("postgresql*")
+        found += ["patroni.service", "etcd.service", "postgresql*"]  # Patroni runs PostgreSQL: its log is Patroni's
     return found
 
 
