@@ -50,17 +50,24 @@ def build_and_publish(service: str, version: str, services_dir=None) -> None:
     run_roadie("release", "publish", service, version, check=True, timeout=300)
 
 
-def broken_catalog(tmp_path) -> object:
-    """A real built variant of the catalog whose /healthz answers 503."""
+def catalog_variant(tmp_path, patch) -> object:
+    """A copy of the catalog's source whose app.py is `patch(text)`: a real variant to build."""
     services = tmp_path / "services"
     shutil.copytree(ROOT / "services" / "catalog", services / "catalog",
                     ignore=shutil.ignore_patterns("lib", "__pycache__"))
     app = services / "catalog" / "catalog" / "app.py"
-    text = app.read_text()
-    marker = "    def on_healthz(self, request):\n"
-    assert marker in text
-    app.write_text(text.replace(marker, marker + '        return as_json({"status": "broken"}, status=503)\n'))
+    app.write_text(patch(app.read_text()))
     return services
+
+
+def broken_catalog(tmp_path) -> object:
+    """A real built variant of the catalog whose /healthz answers 503."""
+    marker = "    def on_healthz(self, request):\n"
+
+    def patch(text: str) -> str:
+        assert marker in text
+        return text.replace(marker, marker + '        return as_json({"status": "broken"}, status=503)\n')
+    return catalog_variant(tmp_path, patch)
 
 
 def versions_on(service: str) -> dict[str, str]:

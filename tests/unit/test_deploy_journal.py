@@ -120,3 +120,14 @@ def test_the_cli_refuses_a_resume_with_nothing_to_resume_in_one_line(moto_endpoi
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "Error: Nothing to resume: no unfinished deploy of catalog in local."], proc.stderr
+
+
+def test_nothing_else_starts_over_an_unsettled_journal(died):
+    """A restart or a deploy that skipped the CLI's check must not overwrite the dead deploy's journal."""
+    estate, side, source = died
+    prepared = run.prepare(estate.env, SERVICE, "2.0.0", run.Options(batch="2"), "deploy", lambda ev: None,
+                           artifact_source=source)
+    with pytest.raises(BadInput, match="has an unfinished deploy to 2.0.0 by .*--resume"):
+        run.execute(prepared)
+    assert run.lock_for(estate.env, SERVICE).holder() is None  # the lock it took is given back
+    assert run.journal_for(estate.env, SERVICE).read().unsettled()  # the journal is still there to resume from

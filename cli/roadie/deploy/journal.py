@@ -69,11 +69,22 @@ class Journal:
                      started_at=float(item["started_at"]["N"]), who=item["who"]["S"])
 
     def begin(self, operation: str, version: str, moves: dict[str, tuple[str | None, str]], who: str) -> None:
+        """A new journal; refused (BadInput) while a dead deploy's journal is unsettled."""
+        from botocore.exceptions import ClientError
+
         s = lambda v: {"S": v} if v else {"NULL": True}  # noqa: E731
         hosts = {h: {"M": {"from": s(f), "to": s(t), "step": s("planned")}} for h, (f, t) in moves.items()}
-        self.ddb.put_item(TableName=self.table, Item={
-            **_key(self.env, self.service), "operation": {"S": operation}, "version": {"S": version},
-            "who": {"S": who}, "started_at": {"N": f"{time.time():.3f}"}, "hosts": {"M": hosts}})
+        try:
+            self.ddb.put_item(TableName=self.table, ConditionExpression="attribute_not_exists(pk)", Item={
+                **_key(self.env, self.service), "operation": {"S": operation}, "version": {"S": version},
+                "who": {"S": who}, "started_at": {"N": f"{time.time():.3f}"}, "hosts": {"M": hosts}})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            left = self.read()
+            raise BadInput(f"{self.service} has an {left.describe() if left else 'unfinished deploy'}; finish it "
+                           f"with `roadie deploy {self.service} VERSION --resume` or undo it with "
+                           f"`roadie rollback {self.service}`.") from None
 
     def step(self, host: str, step: str) -> None:
         """One host's progress: one write; a host this journal does not hold is ignored."""

@@ -274,8 +274,12 @@ def execute(p: Prepared) -> engine.Outcome:
     lock.start_renewing()
     started = time.time()
     log = journal_for(p.env, svc.name)  # each host's progress, for a resume if this process dies
-    log.begin(p.operation, p.version, {n: (m.from_version, m.to_version) for n, m in plan.moves.items()},
-              actor["who"])
+    try:
+        log.begin(p.operation, p.version, {n: (m.from_version, m.to_version) for n, m in plan.moves.items()},
+                  actor["who"])
+    except BaseException:  # a dead deploy's hosts are not settled yet: nothing starts
+        lock.release()
+        raise
     emit, d.emit = d.emit, log.recording(d.emit)
     settled = False  # the engine ended by itself (not killed, no unexpected error): the journal is done
     results = {n: engine.HostResult(n, m.from_version, m.to_version, previous=p.facts[n]["previous"])
