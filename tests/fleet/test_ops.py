@@ -192,12 +192,18 @@ def test_logs_from_a_tier_come_from_every_host_prefixed_and_grep_filters(fleet):
 
 
 def test_disk_clean_on_a_host_with_8_releases_keeps_the_retention_with_current_and_previous(fleet):
+    """Fake releases (hard-linked copies) fill catalog-1 up to 8; `current` and `previous` are made the oldest of
+    all, so age alone would remove them. The fakes are older than the host's other releases: clean removes fakes only.
+    """
     host, base = "catalog-1", "/srv/catalog"
     cur = ssh(host, f"basename $(readlink {base}/current)").stdout.strip()
     had_prev = ssh(host, f"readlink {base}/previous", check=False).stdout.strip()
     before = ssh(host, f"ls {base}/releases").stdout.split()
+    assert len(before) <= 5, before  # the deploys' prune keeps 5
     fakes = [f"0.0.{i}" for i in range(1, 9 - len(before))]
-    prev = fakes[0]  # previous: the oldest of all, so age alone would remove it
+    others = [v for v in before if v != cur]
+    prev = had_prev.rsplit("/", 1)[-1] if had_prev else (others[0] if others else fakes[0])
+    mtimes = ssh(host, f"stat -c '%n %Y' {base}/releases/{cur} {base}/releases/{prev} 2>/dev/null || true").stdout
     ssh(host, " && ".join([f"cp -al {base}/releases/{cur} {base}/releases/{v}" for v in fakes]
                           + [f"touch -d '2020-01-0{i + 1}' {base}/releases/{v}" for i, v in enumerate(fakes)]
                           + [f"touch -d '2019-06-01' {base}/releases/{prev} {base}/releases/{cur}",
@@ -220,7 +226,10 @@ def test_disk_clean_on_a_host_with_8_releases_keeps_the_retention_with_current_a
         assert http(f"http://{HOSTS[host]}:8080/healthz")[0] == 200
     finally:
         ssh(host, f"ln -sfn {had_prev} {base}/previous" if had_prev else f"rm -f {base}/previous")
-        ssh(host, "rm -rf " + " ".join(f"{base}/releases/{v}" for v in fakes if v != had_prev.split("/")[-1]))
+        ssh(host, "rm -rf " + " ".join(f"{base}/releases/{v}" for v in fakes if v not in before))
+        for line in mtimes.splitlines():  # the real releases' ages as they were
+            path, ts = line.rsplit(" ", 1)
+            ssh(host, f"touch -d @{ts} {path}", check=False)
 
 
 def test_exec_runs_on_every_host_of_a_group_grouped_by_host(fleet):
