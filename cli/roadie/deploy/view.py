@@ -71,9 +71,11 @@ class RolloutView:
                 f"{now - self.started:.0f} s")
 
     def __rich__(self):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
-        t = Table("host", "release", "step", "for", title=self.title, caption=self.summary(), box=None)
+        t = Table("host", "release", "step", "for", title=self.title, title_justify="left", box=None)
         for (name, moves, state, spent), row in zip(self.rows(), self.hosts.values(), strict=True):
             t.add_row(name, moves, state, spent, style=row.style)
-        return t
+        return Group(t, Text(self.summary(), style="bold"))
