@@ -91,8 +91,8 @@ def maintenance(ctx, service, state, retry_after, message, plan_only, yes):
 
     on = mt.parse_switch(state)
     out = output.of(ctx)
+    mt.check(service, on, retry_after)  # bad input refused before the prompt
     if not plan_only:
-        mt.switch(ctx.obj.env, service, on, retry_after, plan_only=True)  # bad input refused before the prompt
         _confirm(ctx, f"turn maintenance {state} for {service}", yes)
     doc = mt.switch(ctx.obj.env, service, on, retry_after, message, plan_only)
     verb = "would be" if plan_only else "is"
@@ -219,8 +219,8 @@ def disk_(ctx, action, selection, keep, journal_size, message, plan_only, yes):
             if "error" in u:
                 out.info(f"{h}: {u['error']}")
         return
+    dk.check(ctx.obj.env, names, keep, journal_size)  # bad input refused before the prompt
     if not plan_only:
-        dk.clean(ctx.obj.env, names, keep, journal_size, plan_only=True)  # bad input refused before the prompt
         _confirm(ctx, "clean disks (old releases, journals)", yes)
     done = dk.clean(ctx.obj.env, names, keep, journal_size, plan_only, message)
     out.result({"env": ctx.obj.env, "plan": plan_only, "keep": keep, "hosts": done})

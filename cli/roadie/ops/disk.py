@@ -79,6 +79,15 @@ def check_bound(bound: str) -> str:
     return bound
 
 
+def check(env: str, names: list[str] | None, keep: int, journal_size: str) -> list[inventory.Host]:
+    """The hosts to clean, or BadInput before anything is read or changed."""
+    if keep < 2:
+        raise BadInput("--keep must be at least 2: `current` and `previous` always stay.")
+    check_bound(journal_size)
+    inv = inventory.load(env)
+    return common.select(inv, names) if names else list(inv.hosts.values())
+
+
 def usage(env: str, names: list[str] | None = None, top: int = TOP) -> dict[str, dict]:
     """Per host: mounts and top consumers (or {"error": ...} for a host that did not answer)."""
     inv = inventory.load(env)
@@ -93,11 +102,8 @@ def usage(env: str, names: list[str] | None = None, top: int = TOP) -> dict[str,
 def clean(env: str, names: list[str] | None = None, keep: int = release_host.KEEP_RELEASES,
           journal_size: str = JOURNAL_BOUND, plan_only: bool = False, message: str = "") -> dict[str, dict]:
     """Per host: releases beyond `keep` (removed unless plan_only) and the journal vacuumed to a bound."""
-    if keep < 2:
-        raise BadInput("--keep must be at least 2: `current` and `previous` always stay.")
-    check_bound(journal_size)
+    hosts = check(env, names, keep, journal_size)
     stack, inv = model.load(), inventory.load(env)
-    hosts = common.select(inv, names) if names else list(inv.hosts.values())
     services = sorted({s for h in hosts for s in services_on(stack, h)})
     transport = run.transport_for(inv)
     locks = []

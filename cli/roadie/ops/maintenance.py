@@ -81,13 +81,19 @@ def parse_switch(value: str) -> bool:
     return v == "on"
 
 
+def check(service: str, on: bool, retry_after: int) -> model.Service:
+    """The service, or BadInput before anything is read or changed."""
+    svc = model.load().service(service)
+    if on and not 1 <= retry_after <= 86400:
+        raise BadInput("--retry-after must be between 1 and 86400 seconds.")
+    return svc
+
+
 def switch(env: str, service: str, on: bool, retry_after: int = DEFAULT_RETRY_AFTER, message: str = "",
            plan_only: bool = False) -> dict:
     """Turn a service's maintenance mode on or off; audited. `plan_only` reads and changes nothing."""
     stack = model.load()
-    svc = stack.service(service)
-    if on and not 1 <= retry_after <= 86400:
-        raise BadInput("--retry-after must be between 1 and 86400 seconds.")
+    svc = check(service, on, retry_after)
     inv = inventory.load(env)
     transport = run.transport_for(inv)
     try:

@@ -1,0 +1,53 @@
+"""`roadie ops` in production: every changing operation needs --yes (no terminal), refused before any host is read.
+
+The production inventory here has no SSH state at all: an operation that reached
+a host would fail with exit 1 ("No known_hosts"), not be refused with exit 2.
+"""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from roadie import confirm, inventory, paths
+from roadie.main import main
+
+HOSTS = """all:
+  children:
+    loadbalancer: {hosts: {lb-1: {ansible_host: 198.18.0.20}}}
+    catalog: {hosts: {catalog-1: {ansible_host: 198.18.0.21}, catalog-2: {ansible_host: 198.18.0.22}}}
+"""
+
+
+@pytest.fixture
+def prod(tmp_path, monkeypatch):
+    d = tmp_path / "inventories" / "prod-eu"
+    (d / "group_vars" / "all").mkdir(parents=True)
+    (d / "hosts.yml").write_text(HOSTS)
+    (d / "group_vars" / "all" / "main.yml").write_text("roadie_env: production\n")
+    monkeypatch.setattr(paths, "INVENTORIES", tmp_path / "inventories")
+    monkeypatch.setenv("ROADIE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr(confirm, "interactive", lambda: False)
+    inventory._load.cache_clear()
+    yield
+    inventory._load.cache_clear()
+
+
+@pytest.mark.parametrize("args", [
+    ["exec", "catalog", "--", "uptime"],
+    ["drain", "catalog-1"],
+    ["enable", "catalog-1"],
+    ["maintenance", "catalog", "on"],
+    ["maintenance", "catalog", "off"],
+    ["disk", "clean"],
+])
+def test_production_without_yes_and_no_terminal_is_refused_before_any_host(prod, args):
+    result = CliRunner().invoke(main, ["--env", "prod-eu", "ops", *args])
+    assert result.exit_code == 2, result.output
+    assert "it needs --yes" in result.output and "nothing was changed" in result.output
+
+
+@pytest.mark.parametrize("args", [["exec", "catalog", "--yes", "--", "uptime"], ["drain", "catalog-1", "--yes"]])
+def test_with_yes_it_goes_on_to_the_hosts(prod, args):
+    result = CliRunner().invoke(main, ["--env", "prod-eu", "ops", *args])
+    assert result.exit_code != 2 and "it needs --yes" not in result.output, result.output
