@@ -265,3 +265,27 @@ def test_fab_runs_the_same_operations_through_fabrics_entry_point(fleet):
     assert last_audit("catalog", "restart")["message"] == "from fab"
     proc = subprocess.run([*fab, "drain", "catalog-9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Unknown host 'catalog-9'" in proc.stderr
+
+
+def test_logs_follow_stops_cleanly_on_ctrl_c_and_leaves_nothing_running(fleet):
+    import signal
+    import subprocess
+
+    from tests.conftest import ROADIE, ROOT
+
+    proc = subprocess.Popen([*ROADIE, "ops", "logs", "catalog", "--follow", "--lines", "3"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(6)]  # 3 from each host, then new ones as they come
+        assert {line.split(" | ")[0] for line in lines} == {"catalog-1", "catalog-2"}, lines
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopped following" in err, err
+    assert time.monotonic() - started < 10
+    for host in TIERS["catalog"]:  # the pty hang-up ended the remote journalctl
+        wait_for(lambda h=host: "journalctl" not in ssh(h, "ps -eo comm").stdout, timeout=10,
+                 what=f"no journalctl left on {host}")
