@@ -60,22 +60,20 @@ def _host_change(ctx, operation: str, host: str, message: str, plan_only: bool, 
                     + ("" if doc["changed"] else " (it already was)") + left)
 
 
-@ops.command()
-@click.argument("host")
-@_change_options
-@click.pass_context
-def drain(ctx, host, message, plan_only, yes):
-    """Take HOST out of rotation (refused if its tier would fall below its minimum healthy hosts)."""
-    _host_change(ctx, "drain", host, message, plan_only, yes)
+def _host_command(operation: str, doc: str):
+    @ops.command(operation, help=doc)
+    @click.argument("host")
+    @_change_options
+    @click.pass_context
+    def command(ctx, host, message, plan_only, yes):
+        _host_change(ctx, operation, host, message, plan_only, yes)
+
+    return command
 
 
-@ops.command()
-@click.argument("host")
-@_change_options
-@click.pass_context
-def enable(ctx, host, message, plan_only, yes):
-    """Put HOST back in rotation and wait until the balancer sees it UP."""
-    _host_change(ctx, "enable", host, message, plan_only, yes)
+drain = _host_command("drain", "Take HOST out of rotation (refused if its tier would fall below its minimum "
+                               "healthy hosts).")
+enable = _host_command("enable", "Put HOST back in rotation and wait until the balancer sees it UP.")
 
 
 @ops.command()
