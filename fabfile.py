@@ -92,3 +92,15 @@ def exec_(c, group, cmd, env="local", timeout=300, message="", plan=False, yes=F
     """Run a shell command on every host of a group, output grouped by host."""
     _roadie("ops", "exec", group, *_flags(timeout=timeout, message=message, plan=plan, yes=yes), "--", cmd,
             env=env, output=output)
+
+
+@task(name="db-status")
+def db_status(c, env="local", output="text"):
+    """The database tier: members, roles, lag (roadie db status)."""
+    _roadie("db", "status", env=env, output=output)
+
+
+@task(name="db-switchover", help={"to": "the standby to promote (default: the synchronous standby)"})
+def db_switchover(c, to=None, env="local", plan=False, yes=False, output="text"):
+    """Planned switchover of the database primary to a standby (roadie db switchover)."""
+    _roadie("db", "switchover", *_flags(to=to, plan=plan, yes=yes), env=env, output=output)

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT
 
 FAB = str(Path(sys.executable).parent / "fab")
-TASKS = ["disk", "drain", "enable", "exec", "health", "logs", "maintenance", "restart"]
+TASKS = ["db-status", "db-switchover", "disk", "drain", "enable", "exec", "health", "logs", "maintenance", "restart"]
 
 
 def fab(*args: str) -> subprocess.CompletedProcess:
