@@ -68,6 +68,12 @@ def test_resume_settles_the_drained_hosts_and_finishes_to_the_version(died):
     assert sorted(run.settle(prepared, entry)) == sorted(entry.unsettled())
     assert set(targets(estate).values()) == {"healthy"}  # nobody left drained, before anything moves again
     assert run.journal_for(estate.env, SERVICE).read() is None
+    from roadie.deploy import audit
+
+    ddb, table = run._state(estate.env)
+    settled = [r for r in audit.query(ddb, table, estate.env, service=SERVICE) if r["operation"] == "settle"]
+    assert [sorted(r["settled"]) for r in settled] == [sorted(entry.unsettled())]  # audited, with the journal
+    assert settled[0]["journal"]["version"] == "2.0.0"
     outcome = run.execute(prepared)
     assert outcome.result == "ok" and set(side.current.values()) == {"2.0.0"}
     assert set(targets(estate).values()) == {"healthy"}

@@ -247,6 +247,8 @@ def settle(p: Prepared, entry: journal.Entry) -> list[str]:
                 engine.enable(d, name)
             d.emit(event("deploy.resume.settled", f"  {name}: {p.facts[name]['current']} healthy and in service",
                          host=name, version=p.facts[name]["current"]))
+        record(p.env, {"operation": "settle", "service": svc.name, "version": entry.version, **table.actor(),
+                       "message": p.options.message, "result": "ok", "settled": out, "journal": entry.as_dict()})
         journal_for(p.env, svc.name).end()  # consistent again; the deploy or rollback that follows has its own
         return out
     finally:
