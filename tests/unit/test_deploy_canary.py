@@ -112,3 +112,17 @@ def test_without_a_judge_the_canary_is_health_gated_only():
     assert outcome.result == "ok" and outcome.verdict is None and "verdict" not in outcome.as_dict()
     assert "deploy.canary.verdict" not in [e.kind for e in events]
     assert engine.Outcome("ok", {}).as_dict().keys() == {"result", "error", "batches_done", "hosts"}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bake", "30"], "--bake needs --canary N"),
+    (["--canary", "1", "--bake", "0"], "--bake 0: between 1 and 3600 seconds."),
+    (["--canary", "1", "--bake", "30", "--max-error-rate", "2"], "--max-error-rate 2.0: a share of requests"),
+    (["--canary", "1", "--bake", "30", "--max-latency-ratio", "0"], "--max-latency-ratio 0.0: between 1 and 100"),
+    (["--max-error-rate", "0.1"], "judge a bake"),
+])
+def test_the_cli_refuses_bad_canary_flags_in_one_line_before_any_host_is_asked(roadie, flags, message):
+    proc = roadie("deploy", "catalog", "2.0.0", *flags, env={"ROADIE_AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
