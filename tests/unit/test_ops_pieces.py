@@ -28,8 +28,28 @@ def test_parse_usage():
 
 def test_plan_lists_exactly_what_prune_removes():
     """One rule: disk clean's listing is the deploy's prune without the removal."""
-    assert release_host.prune("catalog", 3) == release_host.prunable("catalog", 3) + " | xargs -r rm -rf --"
-    assert disk.plan_cmd("catalog", 3).startswith(release_host.prunable("catalog", 3))
+    assert release_host.prune("catalog", 3).startswith(release_host.prunable("catalog", 3) + " | ")
+    assert disk.plan_cmd("catalog", 3).startswith(release_host.prunable("catalog", 3) + " | ")
+
+
+def test_prune_takes_a_release_out_of_the_list_before_deleting_it_and_clears_leftovers(tmp_path):
+    """A prune stopped half-way leaves `.removing-V` (no listing shows it), never a half-deleted `V`."""
+    import os
+    import subprocess
+
+    base = tmp_path / "srv" / "svc"
+    releases = base / "releases"
+    for i, v in enumerate(["1.0.0", "1.1.0", "1.2.0", "1.3.0"]):
+        (releases / v / "app").mkdir(parents=True)
+        os.utime(releases / v, (1_700_000_000 + i, 1_700_000_000 + i))
+    (releases / ".removing-0.9.0" / "app").mkdir(parents=True)  # an earlier prune interrupted
+    os.symlink("releases/1.3.0", base / "current")
+    os.symlink("releases/1.2.0", base / "previous")
+    line = release_host.prune("svc", keep=3).replace("/srv/svc", str(base))
+    assert " mv -T -- \"$r\" \".removing-$r\" && rm -rf" in line
+    proc = subprocess.run(["sh", "-c", line], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in releases.iterdir()) == ["1.1.0", "1.2.0", "1.3.0"]
 
 
 @pytest.mark.parametrize(("bound", "ok"), [("200M", True), ("1G", True), ("0M", False), ("200", False),

@@ -148,5 +148,12 @@ def prunable(service: str, keep: int = KEEP_RELEASES) -> str:
 
 
 def prune(service: str, keep: int = KEEP_RELEASES) -> str:
-    """Keep `keep` releases: `current`, `previous` and the newest others; remove the rest."""
-    return f"{prunable(service, keep)} | xargs -r rm -rf --"
+    """Keep `keep` releases: `current`, `previous` and the newest others; remove the rest.
+
+    Each goes out of the release list at once (renamed to a dot name, which no
+    listing shows) before it is deleted, so an interrupted prune never leaves a
+    half-deleted tree that a deploy would take for an unpacked release;
+    leftovers of an earlier interrupted prune are deleted too.
+    """
+    return (f"{prunable(service, keep)} | while read -r r; do mv -T -- \"$r\" \".removing-$r\" && "
+            f"rm -rf -- \".removing-$r\"; done; rm -rf -- {base(service)}/releases/.removing-*")
