@@ -289,3 +289,27 @@ def test_logs_follow_stops_cleanly_on_ctrl_c_and_leaves_nothing_running(fleet):
     for host in TIERS["catalog"]:  # the pty hang-up ended the remote journalctl
         wait_for(lambda h=host: "journalctl" not in ssh(h, "ps -eo comm").stdout, timeout=10,
                  what=f"no journalctl left on {host}")
+
+
+def test_ctrl_c_mid_restart_finishes_the_host_in_progress_and_leaves_none_drained(fleet):
+    import signal
+    import subprocess
+
+    from tests.conftest import ROADIE, ROOT
+
+    pids = main_pids("catalog")
+    proc = subprocess.Popen([*ROADIE, "--output", "json", "ops", "restart", "catalog"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if '"deploy.host.step"' in line and '"drain"' in line:
+            proc.send_signal(signal.SIGINT)  # catalog-1 is drained, not yet restarted
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert '"interrupt"' in out
+    after = main_pids("catalog")
+    assert after["catalog-1"] != pids["catalog-1"] and after["catalog-2"] == pids["catalog-2"]
+    assert all(s.up for n, s in balancer_servers().items() if n.startswith("catalog/"))
+    code, docs, _ = roadie_json("lock", "status", "catalog")
+    assert code == 0 and docs[-1]["holder"] is None
+    assert last_audit("catalog", "restart")["result"] == "interrupted"
