@@ -176,3 +176,18 @@ def test_health_problems_and_notes(r, problem, note):
     assert (any(problem in f for f in found) if problem else found == []), found
     if note:
         assert any(note in n for n in notes), notes
+
+
+def test_ctrl_c_inside_uninterrupted_waits_for_the_block_then_stops():
+    import os
+    import signal
+
+    from roadie.ops import common
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with common.uninterrupted():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the rest of the block ran")
+    assert done == ["the rest of the block ran"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -48,3 +51,19 @@ def on_hosts(hosts: list[inventory.Host], work: Callable[[inventory.Host], dict]
 
     with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(hosts)))) as pool:
         return dict(zip([h.name for h in hosts], pool.map(one, hosts), strict=True))
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Ctrl-C waits until the block is done (a change across several balancers is made whole), then stops."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt

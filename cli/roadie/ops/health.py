@@ -29,7 +29,8 @@ def collect(env: str, threshold: int = disk.DEFAULT_THRESHOLD) -> dict:
             disks = pool.submit(disk.usage, env, None, 3)
             db = pool.submit(database.members, inv, transport, stack)
             report = {"env": env, "services": status.result()["services"], "hosts": disks.result(),
-                      "database": db.result(), "backups": None, "threshold": threshold}
+                      "database": db.result(), "backups": None, "threshold": threshold,
+                      "groups": {h.name: list(h.groups) for h in inv.hosts.values()}}
     finally:
         transport.close()
     report["problems"], report["notes"] = problems(report, threshold)
@@ -84,7 +85,9 @@ def problems(report: dict, threshold: int, now: float | None = None) -> tuple[li
 
 def rows(report: dict) -> list[tuple]:
     """One row per host: what it runs, version, unit, balancer, fullest mount."""
-    by_host: dict[str, dict] = {n: {"role": "", "version": "", "unit": "", "balancer": ""} for n in report["hosts"]}
+    groups = report.get("groups", {})
+    by_host: dict[str, dict] = {n: {"role": ",".join(groups.get(n, [])), "version": "", "unit": "", "balancer": ""}
+                                for n in report["hosts"]}
     for svc in report["services"]:
         for h in svc["hosts"]:
             by_host.setdefault(h["host"], {}).update(role=svc["service"], version=h["current"] or "",

@@ -199,13 +199,14 @@ def switch(env: str, service: str, on: bool, retry_after: int = DEFAULT_RETRY_AF
         if plan_only:
             return {**doc, "plan": True}
         started, result = time.time(), "failed"
-        try:
-            if doc["changed"]:
-                m.set(svc.backend, retry_after if on else None)
-            result = "ok"
-        finally:
-            common.audit(env, f"maintenance.{'on' if on else 'off'}", service, started, result,
-                         retry_after=doc["retry_after"], message=message, changed=doc["changed"])
+        with common.uninterrupted():  # every balancer switched, and audited, or none touched
+            try:
+                if doc["changed"]:
+                    m.set(svc.backend, retry_after if on else None)
+                result = "ok"
+            finally:
+                common.audit(env, f"maintenance.{'on' if on else 'off'}", service, started, result,
+                             retry_after=doc["retry_after"], message=message, changed=doc["changed"])
         return {**doc, "result": result}
     finally:
         transport.close()
