@@ -159,13 +159,12 @@ def choose_backup(backups: list[Backup], backup_id: str | None, target: datetime
     return usable[-1]
 
 
-def restore_script(backup_id: str, target: datetime | None, port: int = SCRATCH_PORT,
-                   datadir: str = SCRATCH_DIR, sockets: str = SCRATCH_SOCKETS) -> str:
-    """Restore BACKUP_ID into DATADIR and recover it in a scratch server on PORT (unix socket only),
-    to TARGET or to the backup's end. Never touches the cluster's data directory or port."""
+def scratch_options(target: datetime | None, port: int = SCRATCH_PORT, sockets: str = SCRATCH_SOCKETS) -> str:
+    """postgres options of the scratch server: its own port and socket only, no archiving, no
+    standbys, recovery from the bucket to TARGET (or to the backup's end), then promotion."""
     target_opts = (f"-c recovery_target_time='{target.isoformat()}' -c recovery_target_inclusive=false"
                    if target else "-c recovery_target=immediate")
-    opts = " ".join([
+    return " ".join([
         f"-p {port}", "-c listen_addresses=''", f"-c unix_socket_directories={sockets}",
         "-c archive_mode=off", "-c synchronous_standby_names=''", "-c primary_conninfo=''",
         "-c primary_slot_name=''", "-c shared_buffers=64MB", "-c hot_standby=on",
@@ -173,6 +172,13 @@ def restore_script(backup_id: str, target: datetime | None, port: int = SCRATCH_
         f"-c restore_command='{WRAPPER} wal-restore -- %f %p'",
         target_opts, "-c recovery_target_action=promote",
     ])
+
+
+def restore_script(backup_id: str, target: datetime | None, port: int = SCRATCH_PORT,
+                   datadir: str = SCRATCH_DIR, sockets: str = SCRATCH_SOCKETS) -> str:
+    """Restore BACKUP_ID into DATADIR and recover it in a scratch server on PORT (unix socket only),
+    to TARGET or to the backup's end. Never touches the cluster's data directory or port."""
+    opts = scratch_options(target, port, sockets)
     return "\n".join([
         "set -eu",
         f"{stop_script(datadir, sockets)}",
