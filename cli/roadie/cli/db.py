@@ -1,4 +1,5 @@
-"""`roadie db status|switchover`: thin over roadie.db (Patroni on the database hosts)."""
+"""`roadie db status|switchover|backup|backups|prune|restore`: thin over roadie.db
+(Patroni and barman-cloud on the database hosts)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from roadie.errors import OperationFailed
 
 @click.group()
 def db():
-    """The database tier: Patroni cluster status and planned switchover."""
+    """The database tier: Patroni cluster status, switchover, barman-cloud backups and restores."""
 
 
 def _audit(env: str, doc: dict) -> None:
@@ -29,14 +30,25 @@ def status(ctx):
     """Members (inventory name), role, state, lag in bytes and timeline, as Patroni sees them."""
     from roadie.db import ops
 
+    from roadie.db import backups
+
     out = output.of(ctx)
     doc = ops.status(ctx.obj.env)
+    try:
+        doc["backup"] = backups.backup_status(ctx.obj.env)
+    except OperationFailed as exc:  # the cluster's state is still worth showing
+        doc["backup"] = {"error": str(exc)}
     out.result(doc)
     if not out.json:
         out.table(["member", "role", "state", "lag (bytes)", "timeline", "address"],
                   [(m["name"], m["role"], m["state"], "" if m["lag"] is None else m["lag"], m["timeline"], m["host"])
                    for m in doc["members"]],
                   title=f"database cluster of {doc['env']} (asked {doc['asked']})")
+        b = doc["backup"]
+        out.info(f"backups: {b['error']}" if "error" in b else
+                 f"backups: {b['backups']}, last {b['last_backup_age_s']} s ago; WAL archived "
+                 f"{b['last_archived_wal']} {b['archive_age_s']} s ago (now writing {b['current_wal']}), "
+                 f"{b['failed_count']} archive failures")
 
 
 @db.command()
@@ -72,3 +84,113 @@ def switchover(ctx, to, max_lag, plan_only, yes):
     out.result({"result": "ok", "env": env, **done},
                f"{done['to']} leads (switched in {done['switch_seconds']} s); it takes writes and "
                f"{done['from']} streams from it")
+
+
+@db.command()
+@click.option("--plan", "plan_only", is_flag=True, help="Show where the backup would run; change nothing.")
+@options.common
+@click.pass_context
+def backup(ctx, plan_only):
+    """A base backup now (barman-cloud-backup on the leader, to the backups bucket)."""
+    from roadie.db import backups
+
+    out = output.of(ctx)
+    env = ctx.obj.env
+    plan = backups.plan_backup(env)
+    if plan_only:
+        out.result({**plan, "plan": True}, f"base backup of {env} on {plan['on']} ({plan['why']})")
+        return
+    start = time.time()
+    try:
+        done = backups.backup(env, plan)
+    except OperationFailed as exc:
+        _audit(env, {"operation": "db.backup", "result": "failed", "on": plan["on"],
+                     "seconds": round(time.time() - start, 2), "message": str(exc)})
+        raise
+    _audit(env, {"operation": "db.backup", "result": "ok", "on": done["on"], "backup_id": done["backup_id"],
+                 "seconds": done["seconds"], "size": done["size"]})
+    out.result({"result": "ok", "env": env, **done},
+               f"backup {done['backup_id']} on {done['on']}: {done['size']} bytes in {done['seconds']} s "
+               f"(WAL {done['begin_wal']}..{done['end_wal']})")
+
+
+@db.command("backups")
+@options.common
+@click.pass_context
+def list_backups(ctx):
+    """The base backups in the bucket: id, end time, size, begin/end WAL, status."""
+    from roadie.db import barman, backups
+
+    out = output.of(ctx)
+    found = backups.listing(ctx.obj.env)
+    out.result({"env": ctx.obj.env, "backups": barman.as_dicts(found)})
+    if not out.json:
+        out.table(["backup id", "name", "end time", "size (bytes)", "begin WAL", "end WAL", "status"],
+                  [(b.backup_id, b.name or "", b.end_time or "", "" if b.size is None else b.size, b.begin_wal or "",
+                    b.end_wal or "", b.status) for b in found], title=f"base backups of {ctx.obj.env}")
+
+
+@db.command()
+@click.option("--keep", type=int, help="Keep the newest N backups (and the WAL they need).")
+@click.option("--days", type=int, help="Keep what a restore to any time in the last D days needs.")
+@click.option("--plan", "plan_only", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--yes", is_flag=True, help="No confirmation prompt (production).")
+@options.common
+@click.pass_context
+def prune(ctx, keep, days, plan_only, yes):
+    """Retention: delete backups (and WAL) outside a count or an age window."""
+    from roadie.confirm import confirm
+    from roadie.db import barman, backups
+
+    out = output.of(ctx)
+    env = ctx.obj.env
+    policy = barman.retention_policy(keep, days)
+    if not plan_only:
+        confirm(ctx, f"delete {env} database backups outside '{policy}'", yes)
+    done = backups.prune(env, policy, plan_only)
+    if not plan_only:
+        _audit(env, {"operation": "db.prune", "result": "ok", "policy": policy, "deleted": done["deleted"]})
+    out.result({"env": env, **done}, f"{policy}: {done['before']} backups before, {done['after']} after"
+               + (" (plan: " + "; ".join(done["barman"]) + ")" if plan_only else
+                  f"; deleted {', '.join(done['deleted']) or 'none'}"))
+
+
+@db.command()
+@click.option("--backup", "backup_id", help="Restore this backup (see `roadie db backups`), to its end.")
+@click.option("--time", "target", help="Restore to this time (ISO 8601; no zone means UTC).")
+@click.option("--into", type=click.Choice(["scratch", "live"]), default="scratch", show_default=True,
+              help="scratch: a scratch server on a standby, port 5499. live is refused.")
+@click.option("--keep", is_flag=True, help="Leave the scratch server running for inspection.")
+@click.option("--plan", "plan_only", is_flag=True, help="Show which backup, host and port; change nothing.")
+@options.common
+@click.pass_context
+def restore(ctx, backup_id, target, into, keep, plan_only):
+    """Restore a backup (to its end or to a time) into a scratch server, verify it, report."""
+    from roadie.db import backups
+
+    out = output.of(ctx)
+    env = ctx.obj.env
+    plan = backups.plan_restore(env, backup_id, target, into)
+    summary = (f"restore {plan['backup_id']} to {plan['target_time'] or 'its end'} on {plan['on']} "
+               f"(scratch port {plan['port']}, {plan['datadir']})")
+    if plan_only:
+        out.result({**plan, "plan": True}, summary)
+        return
+    out.info(summary)
+    start = time.time()
+    try:
+        done = backups.restore(env, plan, keep, out.info)
+    except OperationFailed as exc:
+        _audit(env, {"operation": "db.restore", "result": "failed", "backup_id": plan["backup_id"],
+                     "target_time": plan["target_time"], "on": plan["on"],
+                     "seconds": round(time.time() - start, 2), "message": str(exc)})
+        raise
+    _audit(env, {"operation": "db.restore", "result": "ok", "backup_id": done["backup_id"],
+                 "target_time": done["target_time"], "on": done["on"], "seconds": done["restore_seconds"],
+                 "tables": {k: v["rows"] for k, v in done["tables"].items()}})
+    out.result({"result": "ok", "env": env, **done},
+               f"restored {done['backup_id']} on {done['on']} in {done['restore_seconds']} s; "
+               + ("scratch server kept on port 5499" if keep else "scratch server removed"))
+    if not out.json:
+        out.table(["table", "rows", "md5"], [(k, v["rows"], v["md5"]) for k, v in done["tables"].items()],
+                  title="restored tables")

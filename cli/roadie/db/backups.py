@@ -1,0 +1,129 @@
+"""`roadie db backup|backups|prune|restore` against an environment: barman-cloud on
+the database hosts, through roadie's SSH transport. Decisions are in barman.py (pure)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from roadie.db import barman, ops, patroni
+from roadie.errors import BadInput, OperationFailed
+
+
+def _hosts(env: str):
+    tr = ops.transport(env)
+    found, _ = ops.members(env, tr)
+    hosts = {h.name: h for h in ops.db_hosts(env)}
+    lead = patroni.leader(found)
+    if lead is None:
+        raise OperationFailed("No running leader: backups and archiving run on the leader (see `roadie db status`).")
+    return tr, found, hosts, hosts[lead.name]
+
+
+def scratch_host(found: list[patroni.Member], hosts: dict):
+    """A healthy standby that is not the synchronous one (its commits stay untouched), else any healthy standby."""
+    standbys = sorted((m for m in found if m.healthy_standby), key=lambda m: (m.role == "sync_standby", m.name))
+    if not standbys:
+        raise OperationFailed("No healthy standby to restore on: roadie never restores on the leader.")
+    return hosts[standbys[0].name]
+
+
+def listing(env: str, tr=None, via=None) -> list[barman.Backup]:
+    """barman's list, with each backup's size in the bucket (barman-cloud leaves it empty)."""
+    from roadie import aws
+
+    if tr is None:
+        tr, _, _, via = _hosts(env)
+    found = barman.parse_list(tr.run(via, barman.list_cmd(), "listing the backups"))
+    s3, bucket = aws.env_client(env, "s3"), aws.bucket(env, "backups")
+    sized = []
+    for b in found:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=barman.base_prefix(b.backup_id))
+        sized.append(barman.with_size(b, sum(o["Size"] for page in pages for o in page.get("Contents", []))))
+    return sized
+
+
+def archiver(env: str, tr, lead) -> dict:
+    return barman.parse_archiver(tr.run(lead, barman.archiver_cmd(), "asking the leader about WAL archiving"))
+
+
+def backup_status(env: str) -> dict:
+    """Last backup age and WAL archive age (for `roadie db status`)."""
+    tr, _, _, lead = _hosts(env)
+    found = listing(env, tr, lead)
+    now = datetime.now(UTC)
+    return {"backups": len(found), "last_backup_age_s": barman.backup_age(found, now), **archiver(env, tr, lead)}
+
+
+def plan_backup(env: str) -> dict:
+    _, _, _, lead = _hosts(env)
+    return {"env": env, "operation": "db.backup", "on": lead.name,
+            "why": "the leader archives WAL; its backup's end WAL is archived before the backup counts"}
+
+
+def backup(env: str, plan: dict) -> dict:
+    tr, _, hosts, lead = _hosts(env)
+    name = f"roadie-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    start = time.monotonic()
+    tr.run(lead, barman.backup_cmd(name), "taking a base backup")
+    seconds = round(time.monotonic() - start, 2)
+    made = [b for b in listing(env, tr, lead) if b.name == name]
+    if not made or made[-1].status != "DONE":
+        raise OperationFailed(f"barman-cloud-backup returned but no DONE backup named {name} is listed")
+    return {"on": lead.name, "seconds": seconds, **barman.as_dicts(made[-1:])[0]}
+
+
+def prune(env: str, policy: str, dry_run: bool) -> dict:
+    tr, _, _, lead = _hosts(env)
+    before = listing(env, tr, lead)
+    out = tr.run(lead, barman.delete_cmd(policy, dry_run), "applying the retention policy")
+    after = before if dry_run else listing(env, tr, lead)
+    gone = sorted({b.backup_id for b in before} - {b.backup_id for b in after})
+    return {"policy": policy, "dry_run": dry_run, "before": len(before), "after": len(after),
+            "deleted": gone, "barman": out.strip().splitlines()[-20:]}
+
+
+def plan_restore(env: str, backup_id: str | None, target: str | None, into: str) -> dict:
+    if into != "scratch":
+        raise BadInput("Restoring over the live cluster is refused: restore --into scratch, check it, "
+                       "then copy what you need back (docs/database.md).")
+    if backup_id is not None and target is not None:
+        raise BadInput("Give one restore point: --backup ID or --time TIMESTAMP, not both.")
+    when = barman.parse_target(target) if target is not None else None
+    tr, found, hosts, lead = _hosts(env)
+    chosen = barman.choose_backup(listing(env, tr, lead), backup_id, when, datetime.now(UTC))
+    on = scratch_host(found, hosts)
+    return {"env": env, "operation": "db.restore", "into": into, "backup_id": chosen.backup_id,
+            "backup_end": chosen.end_time, "target_time": when.isoformat() if when else None,
+            "on": on.name, "leader": lead.name, "port": barman.SCRATCH_PORT, "datadir": barman.SCRATCH_DIR}
+
+
+def restore(env: str, plan: dict, keep: bool, log) -> dict:
+    tr, _, hosts, lead = _hosts(env)
+    on = hosts[plan["on"]]
+    when = barman.parse_target(plan["target_time"]) if plan["target_time"] else None
+    start = time.monotonic()
+    if when is not None:
+        # Everything up to now must be in the bucket for recovery to reach the time.
+        seg = tr.run(lead, barman.switch_wal_cmd(), "closing the current WAL segment").strip()
+        deadline = time.monotonic() + 120
+        while (archiver(env, tr, lead)["last_archived_wal"] or "") < seg:
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"WAL segment {seg} was not archived within 120 s (see `roadie db status`)")
+            time.sleep(1)
+        log(f"WAL up to {seg} is archived")
+    try:
+        tr.run(on, barman.restore_script(plan["backup_id"], when), "restoring into the scratch server")
+        restored = round(time.monotonic() - start, 2)
+        log(f"restored and recovered on {on.name} in {restored} s")
+        tables = barman.parse_verify(tr.run(on, barman.verify_cmd("catalog", barman.SCRATCH_PORT,
+                                                                  barman.SCRATCH_SOCKETS), "verifying the restore"))
+    except OperationFailed as exc:
+        tr.run(on, barman.stop_script(), "removing the scratch server")
+        raise OperationFailed(f"restore of {plan['backup_id']} failed on {on.name}, scratch removed; "
+                              f"the cluster was not touched: {str(exc)[-400:]}") from None
+    if not keep:
+        tr.run(on, barman.stop_script(), "removing the scratch server")
+    return {"backup_id": plan["backup_id"], "on": on.name, "target_time": plan["target_time"],
+            "restore_seconds": restored, "tables": tables, "kept": keep,
+            "scratch": {"port": barman.SCRATCH_PORT, "socket": barman.SCRATCH_SOCKETS} if keep else None}

@@ -1,0 +1,140 @@
+"""Backups and point-in-time restore with barman-cloud: a base backup is listed; a
+bad mistake (rows deleted) is undone by a restore to a time before it, into a
+scratch server; a tampered backup fails to restore and changes nothing; bad
+inputs are one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.conftest import ROOT, run_roadie
+from tests.fleet.dbkit import leader, members, psql
+from tests.fleet.roles_fixtures import ssh
+
+pytestmark = pytest.mark.fleet
+RESULTS = ROOT / ".roadie" / "results"
+SCRATCH = "/var/lib/postgresql/roadie-scratch"
+
+
+def _json(*args: str, timeout: float = 900) -> dict:
+    proc = run_roadie("--output", "json", "db", *args, check=True, timeout=timeout)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _save(name: str, doc: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "database-backup.json"
+    have = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**have, name: doc}, indent=1))
+
+
+@pytest.fixture(scope="module")
+def first_backup(roles_fleet):
+    """A base backup of the seeded catalogue, taken by `roadie db backup`."""
+    assert leader(), members()
+    start = time.monotonic()
+    done = _json("backup")
+    _save("backup", {"backup_id": done["backup_id"], "size_bytes": done["size"], "seconds": done["seconds"],
+                     "wall_seconds": round(time.monotonic() - start, 2), "on": done["on"]})
+    return done
+
+
+def test_backup_is_listed_with_its_size_and_wal(first_backup):
+    listed = {b["backup_id"]: b for b in _json("backups")["backups"]}
+    got = listed[first_backup["backup_id"]]
+    assert got["status"] == "DONE" and got["size"] > 0
+    assert got["begin_wal"] and got["end_wal"] >= got["begin_wal"]
+    assert first_backup["on"] == leader()
+    status = _json("status")["backup"]
+    assert status["backups"] >= 1 and status["last_backup_age_s"] is not None
+    assert status["archive_age_s"] is not None and status["archive_age_s"] <= 120, status
+
+
+def test_restore_to_a_time_before_a_mistake_brings_the_rows_back(first_backup):
+    lead = leader()
+    table = f"pitr_probe_{int(time.time())}"
+    psql(lead, f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
+    psql(lead, f"INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, 500) g")
+    before = psql(lead, f"SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {table} t")
+    time.sleep(2)
+    noted = datetime.fromtimestamp(float(psql(lead, "SELECT extract(epoch FROM now())")), UTC).isoformat()
+    time.sleep(2)
+    psql(lead, f"DELETE FROM {table}")  # the bad mistake
+    assert psql(lead, f"SELECT count(*) FROM {table}") == "0"
+    start = time.monotonic()
+    done = _json("restore", "--time", noted, "--into", "scratch")
+    restored = done["tables"][f"public.{table}"]
+    assert f"{restored['rows']}|{restored['md5']}" == before
+    assert done["on"] != lead
+    # The scratch server is gone; the cluster's own data and port were not touched.
+    assert ssh(done["on"], f"test -e {SCRATCH}", check=False).returncode == 1
+    assert psql(lead, f"SELECT count(*) FROM {table}") == "0"
+    assert leader() == lead
+    _save("restore_to_time", {"backup_id": done["backup_id"], "target": noted, "rows": restored["rows"],
+                              "restore_seconds": done["restore_seconds"],
+                              "wall_seconds": round(time.monotonic() - start, 2)})
+
+
+def test_a_tampered_backup_fails_to_restore_and_changes_nothing(first_backup):
+    from roadie import aws
+    from roadie.db import barman
+
+    done = _json("backup")
+    bid = done["backup_id"]
+    s3, bucket = aws.env_client("local", "s3"), aws.bucket("local", "backups")
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix=barman.base_prefix(bid))["Contents"]
+    data = next(o["Key"] for o in objects if o["Key"].endswith("data.tar.gz"))
+    body = bytearray(s3.get_object(Bucket=bucket, Key=data)["Body"].read())
+    body[len(body) // 2: len(body) // 2 + 64] = b"\0" * 64
+    s3.put_object(Bucket=bucket, Key=data, Body=bytes(body))
+    lead = leader()
+    try:
+        proc = run_roadie("db", "restore", "--backup", bid, timeout=600)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        message = proc.stderr.strip().splitlines()[-1]
+        assert f"restore of {bid} failed" in message and "the cluster was not touched" in message, message
+        for host in {m["Member"] for m in members()}:
+            assert ssh(host, f"test -e {SCRATCH}", check=False).returncode == 1, host
+        assert leader() == lead
+    finally:
+        ssh(lead, f"runuser -u postgres -- {barman.WRAPPER} backup-delete -b {bid}")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--backup", "20000101T000000"], "No backup 20000101T000000"),
+    (["--backup", "latest-ish"], "is not a backup id"),
+    (["--time", "2000-01-01T00:00:00Z"], "before the oldest complete backup"),
+    (["--time", "2999-01-01T00:00:00Z"], "in the future"),
+    (["--time", "yesterday at noon"], "not an ISO 8601 time"),
+    (["--time", "2026-01-01T00:00:00Z", "--backup", "20000101T000000"], "not both"),
+    ([], "Give one restore point"),
+    (["--backup", "20000101T000000", "--into", "live"], "over the live cluster is refused"),
+])
+def test_bad_restore_input_is_one_line_and_exit_2(first_backup, args, message):
+    proc = run_roadie("db", "restore", *args, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--keep", "0"], "at least 1"),
+    (["--keep", "2", "--days", "3"], "Give one retention rule"),
+    ([], "Give one retention rule"),
+])
+def test_bad_prune_input_is_one_line_and_exit_2(first_backup, args, message):
+    proc = run_roadie("db", "prune", "--plan", *args, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_prune_plan_deletes_nothing(first_backup):
+    before = [b["backup_id"] for b in _json("backups")["backups"]]
+    plan = _json("prune", "--keep", "1", "--plan")
+    assert plan["dry_run"] and plan["deleted"] == []
+    assert [b["backup_id"] for b in _json("backups")["backups"]] == before
