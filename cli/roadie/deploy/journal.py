@@ -1,10 +1,10 @@
 """The deploy journal: each host's progress, written to the deploys table as it happens.
 
-One item per (environment, service) while a deploy runs: the operation, the
-target, each moving host's from and to versions and the last step it finished
-(staged, drained, switched, restarted, healthy, enabled; done, reverted or
-failed). It is written from the engine's own events, so the engine does not know
-it exists, and deleted when the deploy ends by itself. An item that outlives its
+While a deploy runs, a header item (operation, target) and one item per moving
+host (from and to versions, and the last step it reached: staged, draining,
+drained, switched, restarted, healthy, enabled; done, reverted or failed). It is
+written from the engine's own events, so the engine does not know it exists, and
+deleted when the deploy ends by itself. An item that outlives its
 deploy's lock is a deploy whose machine died: `roadie deploy --resume` or
 `roadie rollback` read it, put every host it left out of service back in, and
 bring the tier to one version.
@@ -12,6 +12,7 @@ bring the tier to one version.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,11 +24,16 @@ from roadie.events import Event
 STEPS = {"drain": "drained", "switch": "switched", "restart": "restarted", "health": "healthy", "enable": "enabled"}
 ENDS = {"deploy.host.done": "done", "deploy.host.reverted": "reverted", "deploy.host.failed": "failed"}
 # Steps after which a host may be out of service, or off both releases' health.
-UNSETTLED = ("drained", "switched", "restarted", "healthy", "failed")
+UNSETTLED = ("draining", "drained", "switched", "restarted", "healthy", "failed")
 
 
-def _key(env: str, service: str) -> dict:
-    return {"pk": {"S": f"journal#{env}#{service}"}, "sk": {"S": "journal"}}
+def _pk(env: str, service: str) -> dict:
+    return {"S": f"journal#{env}#{service}"}
+
+
+def _key(env: str, service: str, host: str | None = None) -> dict:
+    """The journal's header item, or one host's item: one small item each, so a step is one small write."""
+    return {"pk": _pk(env, service), "sk": {"S": f"host#{host}" if host else "journal"}}
 
 
 @dataclass(frozen=True)
@@ -54,30 +60,62 @@ class Entry:
         return f"unfinished {self.operation} to {self.version} by {self.who}: {steps}"
 
 
+FLUSH_SECONDS = 0.2  # steps noted within this are written together (batch_write_item, 25 hosts a call)
+
+
 class Journal:
+    """One header item and one item per moving host; steps are written by a background flusher.
+
+    Coalescing keeps a 1,000-host deploy's journal at a few hundred writes instead of
+    one per host and step; a process killed loses at most the last FLUSH_SECONDS of
+    steps, which `settle` covers by also reading the balancer's live state.
+    """
+
     def __init__(self, ddb, table: str, env: str, service: str):
         self.ddb, self.table, self.env, self.service = ddb, table, env, service
+        self._moves: dict[str, dict] = {}
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def _items(self) -> list[dict]:
+        kwargs = {"TableName": self.table, "KeyConditionExpression": "pk = :pk", "ConsistentRead": True,
+                  "ExpressionAttributeValues": {":pk": _pk(self.env, self.service)}}
+        items: list[dict] = []
+        while True:
+            page = self.ddb.query(**kwargs)
+            items += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def read(self) -> Entry | None:
-        item = self.ddb.get_item(TableName=self.table, Key=_key(self.env, self.service),
-                                 ConsistentRead=True).get("Item")
-        if not item:
+        items = self._items()
+        head = next((i for i in items if i["sk"]["S"] == "journal"), None)
+        if head is None:
             return None
-        moves = {h: {k: None if "NULL" in x else x["S"] for k, x in v["M"].items()}
-                 for h, v in item["hosts"]["M"].items()}
-        return Entry(operation=item["operation"]["S"], version=item["version"]["S"], moves=moves,
-                     started_at=float(item["started_at"]["N"]), who=item["who"]["S"])
+        value = lambda i, k: None if "NULL" in i[k] else i[k]["S"]  # noqa: E731
+        moves = {i["sk"]["S"].removeprefix("host#"): {k: value(i, k) for k in ("from", "to", "step")}
+                 for i in items if i["sk"]["S"].startswith("host#")}
+        return Entry(operation=head["operation"]["S"], version=head["version"]["S"], moves=moves,
+                     started_at=float(head["started_at"]["N"]), who=head["who"]["S"])
+
+    def _batch(self, requests: list[dict]) -> None:
+        """batch_write_item 25 at a time, retrying what DynamoDB left unprocessed."""
+        for i in range(0, len(requests), 25):
+            pending = {self.table: requests[i:i + 25]}
+            while pending:
+                pending = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
 
     def begin(self, operation: str, version: str, moves: dict[str, tuple[str | None, str]], who: str) -> None:
         """A new journal; refused (BadInput) while a dead deploy's journal is unsettled."""
         from botocore.exceptions import ClientError
 
-        s = lambda v: {"S": v} if v else {"NULL": True}  # noqa: E731
-        hosts = {h: {"M": {"from": s(f), "to": s(t), "step": s("planned")}} for h, (f, t) in moves.items()}
         try:
             self.ddb.put_item(TableName=self.table, ConditionExpression="attribute_not_exists(pk)", Item={
                 **_key(self.env, self.service), "operation": {"S": operation}, "version": {"S": version},
-                "who": {"S": who}, "started_at": {"N": f"{time.time():.3f}"}, "hosts": {"M": hosts}})
+                "who": {"S": who}, "started_at": {"N": f"{time.time():.3f}"}})
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -85,35 +123,68 @@ class Journal:
             raise BadInput(f"{self.service} has an {left.describe() if left else 'unfinished deploy'}; finish it "
                            f"with `roadie deploy {self.service} VERSION --resume` or undo it with "
                            f"`roadie rollback {self.service}`.") from None
+        self._moves = {h: {"from": f, "to": t, "step": "planned"} for h, (f, t) in moves.items()}
+        self._write(list(self._moves))
+        self._stop.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"journal-{self.service}", daemon=True)
+        self._flusher.start()
 
-    def step(self, host: str, step: str) -> None:
-        """One host's progress: one write; a host this journal does not hold is ignored."""
-        from botocore.exceptions import ClientError
+    def _write(self, hosts: list[str]) -> None:
+        s = lambda v: {"S": v} if v else {"NULL": True}  # noqa: E731
+        with self._lock:
+            items = [{**_key(self.env, self.service, h), **{k: s(v) for k, v in self._moves[h].items()}}
+                     for h in hosts]
+        self._batch([{"PutRequest": {"Item": item}} for item in items])
 
-        try:
-            self.ddb.update_item(TableName=self.table, Key=_key(self.env, self.service),
-                                 UpdateExpression="SET hosts.#h.#s = :s",
-                                 ConditionExpression="attribute_exists(hosts.#h)",
-                                 ExpressionAttributeNames={"#h": host, "#s": "step"},
-                                 ExpressionAttributeValues={":s": {"S": step}})
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+    def note(self, host: str, step: str) -> None:
+        """A host's progress, written at the next flush; a host this journal does not hold is ignored."""
+        with self._lock:
+            if host in self._moves:
+                self._moves[host]["step"] = step
+                self._dirty.add(host)
+
+    def flush(self) -> None:
+        with self._lock:
+            hosts, self._dirty = sorted(self._dirty), set()
+        if hosts:
+            self._write(hosts)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            try:
+                self.flush()
+            except Exception:  # a network blip: the steps stay noted and go with a later flush or close
+                pass
+
+    def close(self) -> None:
+        """Stop the flusher and write what is left."""
+        self._stop.set()
+        if self._flusher:
+            self._flusher.join(timeout=10)
+            self._flusher = None
+        self.flush()
 
     def end(self) -> None:
+        """Host items first, the header last: a journal half deleted still reads as unfinished."""
+        hosts = [i for i in self._items() if i["sk"]["S"] != "journal"]
+        self._batch([{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in hosts])
         self.ddb.delete_item(TableName=self.table, Key=_key(self.env, self.service))
 
     def recording(self, emit: Callable[[Event], None]) -> Callable[[Event], None]:
         """`emit` that also writes each host's step as the engine reports it."""
         def both(ev: Event) -> None:
             host = ev.fields.get("host")
-            if host:
+            if ev.kind == "deploy.batch.started":  # written before any host of the batch leaves service
+                for h in ev.fields.get("hosts", []):
+                    self.note(h, "draining")
+                self.flush()
+            elif host:
                 if ev.kind == "deploy.staged":
-                    self.step(host, "staged")
+                    self.note(host, "staged")
                 elif ev.kind == "deploy.host.step" and ev.fields.get("step") in STEPS:
-                    self.step(host, STEPS[ev.fields["step"]])
+                    self.note(host, STEPS[ev.fields["step"]])
                 elif ev.kind in ENDS:
-                    self.step(host, ENDS[ev.kind])
+                    self.note(host, ENDS[ev.kind])
             emit(ev)
         return both
 

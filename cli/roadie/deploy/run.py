@@ -321,6 +321,7 @@ def execute(p: Prepared) -> engine.Outcome:
                         "canary": p.options.canary, "bake": p.options.bake, "unchanged": list(plan.unchanged)}}
         try:
             record(p.env, doc)
+            log.close()
             if settled:
                 log.end()
         finally:
