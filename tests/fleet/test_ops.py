@@ -147,6 +147,7 @@ def test_maintenance_on_answers_503_with_retry_after_and_off_serves_again(fleet)
 
 
 def test_health_of_a_healthy_fleet_exits_0(fleet):
+    run_roadie("db", "backup", check=True, timeout=600)  # a fleet with no base backup needs a human
     started = time.monotonic()
     code, docs, err = roadie_json("ops", "health")
     seconds = time.monotonic() - started
@@ -156,6 +157,7 @@ def test_health_of_a_healthy_fleet_exits_0(fleet):
     assert report["problems"] == [] and set(HOSTS) <= set(report["hosts"])  # the inventory's hosts, all of them
     assert not [n for n, h in report["hosts"].items() if "error" in h]
     assert {m["role"] for m in report["database"]} == {"primary", "replica"}
+    assert report["backups"]["backups"] >= 1 and report["backups"]["last_backup_age_s"] < 600, report["backups"]
     assert {s["service"]: bool(s["versions"]) for s in report["services"]} == {"catalog": True, "streaming": True}
 
 

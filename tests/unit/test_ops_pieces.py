@@ -135,12 +135,16 @@ def test_database_problems(docs, expected):
     assert len(found) == len(expected) and all(e in f for e, f in zip(expected, found, strict=True)), found
 
 
+BACKUPS = {"backups": 2, "last_backup_age_s": 3600.0, "last_archived_wal": "000000010000000000000009",
+           "archive_age_s": 30, "failed_count": 0, "last_failed_wal": None}
+
+
 def report(**over):
     svc = {"service": "catalog", "versions": ["1.0.0"], "lock": None, "maintenance": {"on": False},
            "hosts": [{"host": "catalog-1", "current": "1.0.0", "active": "active", "balancer": "UP"},
                      {"host": "catalog-2", "current": "1.0.0", "active": "active", "balancer": "UP"}]}
     svc.update(over.pop("svc", {}))
-    r = {"services": [svc], "database": [database.member("db-1", PRIMARY)], "backups": {"age": 60},
+    r = {"services": [svc], "database": [database.member("db-1", PRIMARY)], "backups": BACKUPS,
          "hosts": {"catalog-1": {"mounts": [{"mount": "/", "percent": 40}], "top": []},
                    "catalog-2": {"mounts": [{"mount": "/", "percent": 40}], "top": []}}}
     r.update(over)
@@ -170,6 +174,12 @@ NOW = 1795428000.0  # 2026-11-23T10:00:00Z
     (report(svc={"lock": {**LOCK, "expires_at": "2026-11-23T09:00:00+00:00"}}), "lock held past its lease", None),
     (report(svc={"maintenance": {"on": True, "retry_after": 300}}), None, "in maintenance"),
     (report(backups=None), None, "backups: none configured"),
+    (report(backups={**BACKUPS, "backups": 0, "last_backup_age_s": None}), "backups: no base backup", None),
+    (report(backups={**BACKUPS, "last_backup_age_s": 30 * 3600.0}), "the last base backup is 30 h old", None),
+    (report(backups={**BACKUPS, "failed_count": 3, "last_failed_wal": "00000001000000000000000A"}),
+     "WAL archiving is failing", None),
+    (report(backups={**BACKUPS, "failed_count": 3, "last_failed_wal": "000000010000000000000008"}), None, None),
+    (report(backups={"error": "access denied"}), "backups: cannot be read (access denied)", None),
 ])
 def test_health_problems_and_notes(r, problem, note):
     found, notes = health.problems(r, threshold=85, now=NOW)

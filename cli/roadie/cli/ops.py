@@ -115,6 +115,7 @@ def health(ctx, disk_threshold):
     if not out.json:
         out.table(["host", "answers", "runs", "version", "unit", "balancer", "fullest disk"], hl.rows(report),
                   title=f"health of {ctx.obj.env} ({report['seconds']:.1f} s)")
+        out.line(f"  backups: {hl.backup_line(report['backups'])}")
         for note in report["notes"]:
             out.line(f"  note: {note}")
         for problem in report["problems"]:

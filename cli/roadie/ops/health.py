@@ -18,6 +18,9 @@ from roadie.deploy import run
 from roadie.deploy import status as st
 from roadie.ops import database, disk
 
+# A day's backup and some slack: a nightly job that missed one night needs a human.
+MAX_BACKUP_AGE = 26 * 3600
+
 
 def collect(env: str, threshold: int = disk.DEFAULT_THRESHOLD) -> dict:
     started = time.monotonic()
@@ -28,8 +31,9 @@ def collect(env: str, threshold: int = disk.DEFAULT_THRESHOLD) -> dict:
             status = pool.submit(st.collect, env)
             disks = pool.submit(disk.usage, env, None, 3)
             db = pool.submit(database.members, inv, transport, stack)
+            saved = pool.submit(_backups, env, inv)
             report = {"env": env, "services": status.result()["services"], "hosts": disks.result(),
-                      "database": db.result(), "backups": None, "threshold": threshold,
+                      "database": db.result(), "backups": saved.result(), "threshold": threshold,
                       "groups": {h.name: list(h.groups) for h in inv.hosts.values()}}
     finally:
         transport.close()
@@ -78,9 +82,52 @@ def problems(report: dict, threshold: int, now: float | None = None) -> tuple[li
         elif mt.get("on"):
             notes.append(f"{name}: in maintenance (503, Retry-After {mt['retry_after']} s)")
     found += database.problems(report["database"])
+    found += backup_problems(report.get("backups"))
     if report.get("backups") is None:
         notes.append("backups: none configured in this environment (no backup age to check)")
     return found, notes
+
+
+def _backups(env: str, inv: inventory.Inventory) -> dict | None:
+    """The last base backup's age and WAL archiving (roadie db status's figures); None with no backups bucket."""
+    if not (inv.env_vars.get("roadie_buckets") or {}).get("backups"):
+        return None
+    from roadie.db import backups
+
+    try:
+        return backups.backup_status(env)
+    except Exception as exc:  # the report goes on: a backup store that cannot be read is itself a problem
+        return {"error": getattr(exc, "message", None) or str(exc)}
+
+
+def backup_line(b: dict | None) -> str:
+    """The backups in one line for a person (pure)."""
+    if b is None:
+        return "none configured"
+    if "error" in b:
+        return f"unreadable: {b['error']}"
+    age = b.get("last_backup_age_s")
+    wal = b.get("archive_age_s")
+    return (f"{b.get('backups', 0)} base backup(s), the last {age / 3600:.1f} h ago" if age is not None
+            else "no base backup") + (f"; last WAL archived {wal} s ago" if wal is not None else "")
+
+
+def backup_problems(b: dict | None, max_age: float = MAX_BACKUP_AGE) -> list[str]:
+    """No base backup, an old one, or WAL archiving failing: a restore would lose data (pure)."""
+    if b is None:
+        return []
+    if "error" in b:
+        return [f"backups: cannot be read ({b['error']})"]
+    found = []
+    if not b.get("backups"):
+        found.append("backups: no base backup in the backups bucket (`roadie db backup`)")
+    elif (b.get("last_backup_age_s") or 0) > max_age:
+        found.append(f"backups: the last base backup is {b['last_backup_age_s'] / 3600:.0f} h old "
+                     f"(over {max_age / 3600:.0f} h)")
+    if b.get("last_failed_wal") and (b.get("last_archived_wal") or "") <= b["last_failed_wal"]:
+        found.append(f"backups: WAL archiving is failing (last failed segment {b['last_failed_wal']}, "
+                     f"{b.get('failed_count')} failure(s))")
+    return found
 
 
 def rows(report: dict) -> list[tuple]:
