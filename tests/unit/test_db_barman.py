@@ -111,6 +111,10 @@ def test_restore_script_uses_a_scratch_dir_and_port_never_the_clusters(target, p
     assert "restore -- 20261123T120000 /var/lib/postgresql/roadie-scratch" in script
     # A leftover scratch server is stopped and its directory removed first.
     assert script.index("rm -rf /var/lib/postgresql/roadie-scratch ") < script.index("restore --")
+    # A backup of a former replica carries recovery_target* = '' lines that PostgreSQL 15 takes for a
+    # second target: they go before the server starts.
+    assert script.index("-c recovery_target_action") > script.index(
+        "sed -i '/^recovery_target/d' /var/lib/postgresql/roadie-scratch/postgresql.conf") > script.index("restore --")
 
 
 def test_parse_verify_and_archiver():

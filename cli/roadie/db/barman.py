@@ -186,8 +186,13 @@ def restore_script(backup_id: str, target: datetime | None, port: int = SCRATCH_
         barman("restore", args=(backup_id, datadir)),
         # A backup taken on a member carries its standby marker and Patroni's recovery settings.
         f"rm -f {datadir}/standby.signal {datadir}/postmaster.pid && touch {datadir}/recovery.signal",
+        # A member that was ever a replica has recovery_target* = '' in Patroni's postgresql.conf, and
+        # PostgreSQL 15 refuses any file setting of a second target beside ours ("multiple recovery targets").
+        f"sed -i '/^recovery_target/d' {datadir}/postgresql.conf {datadir}/postgresql.auto.conf",
         f"chown -R postgres:postgres {datadir}",
-        f"{AS_POSTGRES} {BINDIR}/pg_ctl -D {datadir} -l {datadir}.log -w -t 900 -s -o {shlex.quote(opts)} start",
+        # pg_ctl only says "Examine the log output": the server's own last lines say why, before cleanup.
+        f"{AS_POSTGRES} {BINDIR}/pg_ctl -D {datadir} -l {datadir}.log -w -t 900 -s -o {shlex.quote(opts)} start "
+        f"|| {{ grep -E 'FATAL|PANIC|ERROR' {datadir}.log | tail -3 >&2; exit 1; }}",
         # Recovery ends with a promotion: wait until the server takes writes.
         f"for i in $(seq 900); do [ \"$({AS_POSTGRES} psql -X -At -h {sockets} -p {port} -d postgres "
         "-c 'SELECT pg_is_in_recovery()' 2>/dev/null)\" = f ] && exit 0; sleep 1; done",
