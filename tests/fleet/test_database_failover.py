@@ -81,3 +81,31 @@ def test_power_cut_of_the_primary_loses_no_acknowledged_write_and_it_rejoins(rol
     wait_for(lambda: psql(old, f"SELECT count(*) FROM playlists WHERE id = {probe}") == "1", timeout=30,
              what="the latest write on the rejoined member")
     assert ssh(old, f"{PATRONICTL} list -f json").returncode == 0
+
+
+def test_switchover_under_a_writer_loses_no_acknowledged_write(roles_fleet):
+    """`roadie db switchover`: the sync standby leads, the old leader streams from it, nothing acknowledged lost."""
+    wait_for(lambda: any(m["Role"] == "Sync Standby" and m["State"] in ("running", "streaming") for m in members()),
+             timeout=180, interval=3, what="a streaming synchronous standby")
+    old = leader()
+    writer = Writer(f"http://{HOSTS[TIERS['loadbalancer'][0]]}", rate=20, max_seconds=150).start()
+    try:
+        wait_for(lambda: len(writer.acked) >= 40, timeout=30, what="writes before the switchover")
+        start = time.monotonic()
+        proc = run_roadie("--output", "json", "db", "switchover", "--yes", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        wait_for(lambda: writer.acked_since(start) >= 60, timeout=60, interval=1, what="writes after switchover")
+    finally:
+        writer.stop()
+    done = json.loads(proc.stdout.strip().splitlines()[-1])
+    new = leader()
+    assert new == done["to"] and new != old and old in done["streaming_from_new"], done
+    lost, gap = _missing(writer.acked), writer.longest_gap(start)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "switchover.json").write_text(json.dumps(
+        {"from": old, "to": new, "acked": len(writer.acked), "lost": len(lost), "failed_writes": len(writer.failures),
+         "outage_s": round(gap, 2), "seconds": done["seconds"]}, indent=1))
+    print(f"\nswitchover {old} -> {new}: {done['seconds']} s, longest gap in writes {gap:.1f} s, "
+          f"{len(writer.failures)} failed writes, {len(writer.acked)} acknowledged, {len(lost)} lost")
+    assert lost == [], f"{len(lost)} acknowledged writes lost: {lost[:20]}"
+    assert gap < 30
