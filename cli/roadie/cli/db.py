@@ -28,9 +28,7 @@ def _audit(env: str, doc: dict) -> None:
 @click.pass_context
 def status(ctx):
     """Members (inventory name), role, state, lag in bytes and timeline, as Patroni sees them."""
-    from roadie.db import ops
-
-    from roadie.db import backups
+    from roadie.db import backups, ops
 
     out = output.of(ctx)
     doc = ops.status(ctx.obj.env)

@@ -181,9 +181,8 @@ def rollback(ctx, service, to_version, **flags):
 @click.pass_context
 def status(ctx):
     """Per service and host: version, releases on disk, health, balancer state; and the locks."""
-    from roadie.deploy import status as st
-
     from roadie.deploy import run
+    from roadie.deploy import status as st
 
     out = output.of(ctx)
     doc = st.collect(ctx.obj.env)
