@@ -3,7 +3,7 @@
 import pytest
 
 from roadie.converge import secrets as converge_secrets
-from tests.fleet.roles_fixtures import HOSTS, STATE, converge, ssh
+from tests.fleet.roles_fixtures import HOSTS, STATE, TIERS, converge, ssh
 
 pytestmark = pytest.mark.fleet
 
@@ -36,7 +36,7 @@ def test_builtin_linear_strategy_fallback(roles_fleet):
     doc = converge("--strategy", "linear", "--limit", "loadbalancer,database")
     assert doc["strategy"] == "linear"
     assert doc["returncode"] == 0 and doc["ok"], doc["stdout"] + doc["stderr"]
-    assert set(doc["hosts"]) == {"lb-1", "db-1", "db-2"}
+    assert set(doc["hosts"]) == {*TIERS["loadbalancer"], *TIERS["database"]}
     assert all(r["changed"] == 0 for r in doc["hosts"].values())
 
 
