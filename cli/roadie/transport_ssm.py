@@ -10,13 +10,13 @@ MaxConcurrency, MaxErrors) instead of one call per host.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 import threading
 import time
 from pathlib import Path
 
 from roadie import procs
+from roadie.release import artifact
 from roadie.errors import BadInput, OperationFailed
 from roadie.inventory import Host
 
@@ -112,7 +112,7 @@ class SSM:
         with self._lock:
             if stamp in self._uploaded:
                 return self._uploaded[stamp]
-        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        digest = artifact.sha256_file(local)
         key = f"{TRANSFER_PREFIX}/{digest}/{local.name}"
         self.s3.upload_file(str(local), self.bucket, key)
         with self._lock:

@@ -89,7 +89,6 @@ def test_switch_is_a_rename_over_current_and_keeps_previous(tree):
     assert run(in_tree(cmd.switch("svc", "1.1.0"), tree)).returncode == 0
     assert os.readlink(tree / "svc/current") == "releases/1.1.0"
     assert os.readlink(tree / "svc/previous") == "releases/1.0.0"
-    assert run(in_tree(cmd.current("svc"), tree)).stdout.strip() == "releases/1.1.0"
     # switching again to the same release (a repeated step) must not lose previous
     assert run(in_tree(cmd.switch("svc", "1.1.0"), tree)).returncode == 0
     assert os.readlink(tree / "svc/previous") == "releases/1.0.0"

@@ -76,10 +76,6 @@ def set_previous(service: str, version: str | None) -> str:
     return f"cd {b} && ln -sfn releases/{version} previous.new && mv -T previous.new previous"
 
 
-def current(service: str) -> str:
-    return f"readlink {base(service)}/current || true"
-
-
 FACTS = """\
 import json, os, subprocess, sys
 base, unit = sys.argv[1], sys.argv[2]
@@ -93,13 +89,13 @@ releases = base + "/releases"
 names = sorted(n for n in os.listdir(releases) if not n.startswith(".") and not n.endswith(".unpacking"))
 st = os.statvfs(releases)
 print(json.dumps({"current": link("current"), "previous": link("previous"), "releases": names,
-                  "active": show("ActiveState"), "pid": int(show("MainPID") or 0),
+                  "active": show("ActiveState"),
                   "disk_free": st.f_bavail * st.f_frsize}))
 """
 
 
 def facts(service: str) -> str:
-    """One line of JSON: current and previous release, releases on disk, unit state and PID, free bytes."""
+    """One line of JSON: current and previous release, releases on disk, unit state, free bytes."""
     return f"python3 -c {shlex.quote(FACTS)} {base(service)} {service}.service"
 
 

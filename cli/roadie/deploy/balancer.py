@@ -46,6 +46,10 @@ class HAProxy:
             if error:
                 raise OperationFailed(f"{lb.name}: {what}: HAProxy said: {error}")
 
+    def drain_seconds(self, backend: str) -> int:
+        """HAProxy drains by sessions alone: no delay of its own to wait out."""
+        return 0
+
     def drain(self, backend: str, server: str) -> None:
         self._set(cmd.set_state(self.socket, backend, server, "drain"), f"draining {backend}/{server}")
 

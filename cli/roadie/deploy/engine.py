@@ -107,8 +107,13 @@ def host_facts(d: Deps, names: list[str], unreachable: Callable[[OperationFailed
             return unreachable(exc)
         return json.loads(out.strip().splitlines()[-1])
 
+    return dict(zip(names, _on_each(names, one), strict=True))
+
+
+def _on_each(names: list[str], one: Callable[[str], object]) -> list:
+    """`one` for every host, PARALLEL at a time; results in the order of `names`."""
     with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(names)))) as pool:
-        return dict(zip(names, pool.map(one, names), strict=True))
+        return list(pool.map(one, names))
 
 
 # -- stage and migrate -------------------------------------------------------------
@@ -139,8 +144,7 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
         d.emit(event("deploy.staged", f"  {name}: {version} staged ({secs:.1f} s)", host=name, version=version,
                      seconds=secs))
 
-    with ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(names)))) as pool:
-        list(pool.map(one, names))
+    _on_each(names, one)
 
 
 def migrate(d: Deps, name: str, version: str) -> None:
@@ -153,34 +157,17 @@ def migrate(d: Deps, name: str, version: str) -> None:
 
 # -- one host ---------------------------------------------------------------------
 
-def _wait(d: Deps, predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise OperationFailed(f"{what} not reached after {timeout:.0f} s")
-        d.sleep(POLL)
-
-
 def drain(d: Deps, name: str) -> int:
     """Take the host out of rotation; wait until its sessions end or the drain timeout. Sessions left."""
-    b, backend = d.balancer, d.service.backend
-    b.drain(backend, name)
-    deadline = time.monotonic() + d.service.drain_timeout
-    while True:
-        left = b.servers(backend)[name].sessions
-        if left == 0 or time.monotonic() >= deadline:
-            return left
-        d.sleep(POLL)
+    d.balancer.drain(d.service.backend, name)
+    short = _await(d, [name], lambda s: s.sessions == 0, d.service.drain_timeout)
+    return short[name].sessions if short else 0
 
 
 def enable(d: Deps, name: str) -> None:
-    b, backend = d.balancer, d.service.backend
-    b.ready(backend, name)
-    _wait(d, lambda: b.servers(backend)[name].up, UP_TIMEOUT, f"{name} UP in the balancer")
+    d.balancer.ready(d.service.backend, name)
+    if _await(d, [name], lambda s: s.up, UP_TIMEOUT):
+        raise OperationFailed(f"{name} UP in the balancer not reached after {UP_TIMEOUT:.0f} s")
 
 
 def _switch_steps(d: Deps, version: str) -> list[tuple[str, str, str]]:
@@ -410,8 +397,10 @@ def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str
 
 
 def prune(d: Deps, names: list[str]) -> None:
-    for name in names:
+    def one(name: str) -> None:
         try:
             d.transport.run(d.hosts[name], cmd.prune(d.service.name), "pruning old releases")
         except OperationFailed as exc:  # old releases left behind cost disk, not service
             d.emit(event("deploy.prune_failed", host=name, error=exc.message))
+
+    _on_each(names, one)

@@ -88,12 +88,13 @@ def fetch_published(env: str, service: str, version: str) -> tuple[Path, str]:
         raise OperationFailed(f"The {env} AWS API did not answer: {exc}") from None
     published = head.get("Metadata", {}).get("sha256", "")
     path = artifact.artifact_path(service, version, paths.DIST)
-    if not path.is_file() or artifact.sha256_file(path) != published:
+    sha = artifact.sha256_file(path) if path.is_file() else None
+    if sha != published:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".download")
         s3.download_file(bucket, key, str(tmp))
         tmp.replace(path)
-    sha = artifact.sha256_file(path)
+        sha = artifact.sha256_file(path)
     if sha != published:
         raise BadInput(f"{path.name} has sha256 {sha[:12]}… but {env} published {published[:12]}…; "
                        "the artifact in the bucket or its metadata was changed.")
@@ -150,8 +151,8 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
         if bake_rules and balancer.kind != "haproxy":
             raise BadInput(f"--bake judges the canary on HAProxy's per-server figures; the {env} balancer is "
                            f"{balancer.kind} (CloudWatch target metrics are not read yet).")
-        if hasattr(balancer, "drain_seconds"):  # ELBv2 drains for its target group's delay: wait that long
-            svc = svc.model_copy(update={"drain_timeout": max(svc.drain_timeout, balancer.drain_seconds(svc.backend))})
+        # ELBv2 drains for its target group's delay: the drain wait lasts at least that long
+        svc = svc.model_copy(update={"drain_timeout": max(svc.drain_timeout, balancer.drain_seconds(svc.backend))})
     deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer,
                        emit=emit, health_seconds=opts.health_seconds)
     if bake_rules:
@@ -240,7 +241,8 @@ def settle(p: Prepared, entry: journal.Entry) -> list[str]:
     lock.acquire(table.actor(), "resume", p.options.message, wait=p.options.lock_wait)
     try:
         view = d.balancer.servers(svc.backend) if d.balancer else {}
-        out = [n for n in d.hosts if n in entry.unsettled() or (n in entry.moves and n in view and not view[n].up)]
+        unsettled = set(entry.unsettled())
+        out = [n for n in d.hosts if n in unsettled or (n in entry.moves and n in view and not view[n].up)]
         for name in out:
             engine._switch_and_check(d, name, p.facts[name]["current"])
             if d.balancer:
