@@ -58,28 +58,28 @@ def enable(c, host, env="local", message="", plan=False, yes=False, output="text
 
 
 @task(help={"service": "catalog or streaming", "state": "on or off", "retry_after": "seconds (Retry-After)"})
-def maintenance(c, service, state, env="local", retry_after=300, message="", plan=False, yes=False, output="text"):
+def maintenance(c, service, state, env="local", retry_after=None, message="", plan=False, yes=False, output="text"):
     """Maintenance mode of a service: the balancer answers 503 with Retry-After (on), or serves again (off)."""
     _roadie("ops", "maintenance", service, state,
             *_flags(retry_after=retry_after, message=message, plan=plan, yes=yes), env=env, output=output)
 
 
 @task(help={"disk_threshold": "percent used that needs a human (default 85)"})
-def health(c, env="local", disk_threshold=85, output="text"):
+def health(c, env="local", disk_threshold=None, output="text"):
     """Health report of the whole environment; exits non-zero when something needs a human."""
     _roadie("ops", "health", *_flags(disk_threshold=disk_threshold), env=env, output=output)
 
 
 @task(help={"tier": "a group or host (comma-separated)", "since": "journalctl time ('1h ago')",
             "lines": "last N lines per host", "grep": "regular expression", "follow": "until Ctrl-C"})
-def logs(c, tier, env="local", since=None, lines=200, grep=None, follow=False, output="text"):
+def logs(c, tier, env="local", since=None, lines=None, grep=None, follow=False, output="text"):
     """A tier's journal from every host at once, each line prefixed with its host."""
     _roadie("ops", "logs", tier, *_flags(since=since, lines=lines, grep=grep, follow=follow), env=env, output=output)
 
 
 @task(help={"clean": "prune old releases and vacuum journals", "hosts": "groups or hosts, comma-separated",
-            "keep": "releases kept per service", "journal_size": "journal bound (200M)"})
-def disk(c, clean=False, hosts=None, env="local", keep=5, journal_size="200M", message="", plan=False, yes=False,
+            "keep": "releases kept per service (default 5)", "journal_size": "journal bound (default 200M)"})
+def disk(c, clean=False, hosts=None, env="local", keep=None, journal_size=None, message="", plan=False, yes=False,
          output="text"):
     """Disk usage per host and mount with the top consumers; --clean frees old releases and journals."""
     args = ["clean"] if clean else []
@@ -88,7 +88,7 @@ def disk(c, clean=False, hosts=None, env="local", keep=5, journal_size="200M", m
 
 
 @task(name="exec", help={"group": "a group or host (comma-separated)", "cmd": "the shell command to run"})
-def exec_(c, group, cmd, env="local", timeout=300, message="", plan=False, yes=False, output="text"):
+def exec_(c, group, cmd, env="local", timeout=None, message="", plan=False, yes=False, output="text"):
     """Run a shell command on every host of a group, output grouped by host."""
     _roadie("ops", "exec", group, *_flags(timeout=timeout, message=message, plan=plan, yes=yes), "--", cmd,
             env=env, output=output)

@@ -52,3 +52,23 @@ def test_service_of(host, expected):
             hosts.service_of(INV, stack, host)
     else:
         assert hosts.service_of(INV, stack, host).name == expected
+
+
+@pytest.mark.parametrize(("operation", "states", "expected"), [
+    ("enable", {"catalog-1": "DRAIN", "catalog-2": "UP"}, True),
+    ("enable", {"catalog-1": "UP", "catalog-2": "UP"}, False),
+    ("enable", {"catalog-2": "UP"}, "not in the balancer's catalog backend"),  # --plan and for real alike
+    ("drain", {"catalog-1": "UP", "catalog-2": "UP"}, True),
+    ("drain", {"catalog-1": "DRAIN", "catalog-2": "UP"}, False),
+])
+def test_would_change_decides_for_plan_and_change(operation, states, expected):
+    from roadie.deploy import engine
+
+    svc = model.load().service("catalog")
+    t = hosts.Target("test", "catalog-1", svc, engine.Deps(service=svc, hosts=dict.fromkeys(TIER[:2]),
+                                                           transport=None, balancer=None))
+    if isinstance(expected, str):
+        with pytest.raises(BadInput, match=expected):
+            hosts.would_change(t, servers(states), operation)
+    else:
+        assert hosts.would_change(t, servers(states), operation) is expected

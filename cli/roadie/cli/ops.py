@@ -41,20 +41,17 @@ def _host_change(ctx, operation: str, host: str, message: str, plan_only: bool, 
     if plan_only:
         try:
             servers = t.deps.balancer.servers(t.service.backend)
-            if operation == "drain":
-                change = hosts.must_drain(servers, host, t.tier, t.service.min_healthy, t.service.name)
-            else:
-                change = host in servers and not servers[host].up
+            change = hosts.would_change(t, servers, operation)
         finally:
             t.deps.transport.close()
-        state = servers[host].status if host in servers else "not in the balancer"
+        state = servers[host].status
         out.result({"plan": True, "operation": operation, "host": host, "service": t.service.name, "state": state,
                     "change": change},
                    f"{operation} {host} ({t.service.name}, now {state}): " + ("would change it" if change
                                                                             else "nothing to change"))
         return
     _confirm(ctx, f"{operation} {host}", yes)
-    doc = (hosts.drain if operation == "drain" else hosts.enable)(t, message)
+    doc = hosts.change(t, operation, message)
     left = f", {doc['sessions_left']} session(s) still open at the drain timeout" if doc.get("sessions_left") else ""
     out.result(doc, f"{host}: {doc['state']} in the {t.service.backend} backend"
                     + ("" if doc["changed"] else " (it already was)") + left)
@@ -136,7 +133,7 @@ def health(ctx, disk_threshold):
 @click.pass_context
 def logs(ctx, tier, since, lines, grep, follow):
     """The journal of every host of TIER (a group or host) at once, each line prefixed with its host."""
-    from roadie import inventory, model
+    from roadie import inventory, model, procs
     from roadie.events import event
     from roadie.ops import common, remote
     from roadie.ops import logs as lg
@@ -180,7 +177,7 @@ def logs(ctx, tier, since, lines, grep, follow):
     for units, hs in by_units.items():
         for name, r in remote.Fanout(ctx.obj.env, hs).run(lg.command(list(units), lines, since, grep)).items():
             if r.exit != 0:
-                failed.append(f"{name}: {r.error or r.stderr.strip().splitlines()[-1:] or ['exit ' + str(r.exit)]}")
+                failed.append(f"{name}: {r.error or procs.last_line(r.stderr, f'exit {r.exit}')}")
             collected[name] = r.stdout.splitlines()
     for host, line in lg.merge(collected):
         show(host, line)

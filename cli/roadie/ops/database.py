@@ -1,8 +1,9 @@
-"""The database part of the health report, behind one function (`members`) so the tier can change under it.
+"""The database part of the health report: each member asked for itself (psql on every database host).
 
-Today: PostgreSQL streaming replication, one primary and replicas (roles/database).
-With Patroni, `members` becomes one `patronictl list --format json` read; the
-health report only sees the list of members it returns.
+Patroni's own view (`roadie db status`) is one member's reading of the
+configuration store; asking every PostgreSQL directly is what catches two
+primaries at once, and gives replay lag in seconds. `members` is the one
+function the report calls.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def collect(env: str, threshold: int = disk.DEFAULT_THRESHOLD) -> dict:
     stack, inv = model.load(), inventory.load(env)
     transport = run.transport_for(inv)
     try:
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        with ThreadPoolExecutor(max_workers=4) as pool:
             status = pool.submit(st.collect, env)
             disks = pool.submit(disk.usage, env, None, 3)
             db = pool.submit(database.members, inv, transport, stack)

@@ -68,33 +68,30 @@ def must_drain(servers: dict[str, Server], host: str, tier: list[str], min_healt
     return True
 
 
-def drain(t: Target, message: str = "") -> dict:
-    """Drain the host (refused below the tier's minimum) and wait for its sessions, under the service lock."""
-    return _change(t, "drain", message)
+def would_change(t: Target, servers: dict[str, Server], operation: str) -> bool:
+    """Whether draining or enabling the host changes its state; the same decision for --plan and for real."""
+    if operation == "drain":
+        return must_drain(servers, t.host, t.tier, t.service.min_healthy, t.service.name)
+    if t.host not in servers:
+        raise BadInput(f"{t.host} is not in the balancer's {t.service.name} backend; converge the load balancer "
+                       "first.")
+    return not servers[t.host].up
 
 
-def enable(t: Target, message: str = "") -> dict:
-    """Put the host back in rotation and wait until the balancer sees it UP."""
-    return _change(t, "enable", message)
-
-
-def _change(t: Target, operation: str, message: str) -> dict:
+def change(t: Target, operation: str, message: str = "") -> dict:
+    """Drain the host (refused below the tier's minimum) and wait for its sessions, or put it back in rotation
+    and wait until the balancer sees it UP; under the service lock, audited."""
     d, svc = t.deps, t.service
     actor = table.actor()
     lock = run.lock_for(t.env, svc.name)
     lock.acquire(actor, f"ops {operation} {t.host}", message)
     started, result, doc = time.time(), "failed", {"host": t.host, "service": svc.name, "operation": operation}
     try:
-        servers = d.balancer.servers(svc.backend)
-        if operation == "drain":
-            if must_drain(servers, t.host, t.tier, svc.min_healthy, svc.name):
-                doc["sessions_left"] = engine.drain(d, t.host)
-                doc["changed"] = True
-            else:
-                doc["changed"] = False
-        else:
-            doc["changed"] = not servers[t.host].up
+        doc["changed"] = would_change(t, d.balancer.servers(svc.backend), operation)
+        if operation == "enable":
             engine.enable(d, t.host)
+        elif doc["changed"]:
+            doc["sessions_left"] = engine.drain(d, t.host)
         doc["state"] = d.balancer.servers(svc.backend)[t.host].status
         result = "ok"
         return {**doc, "result": result}

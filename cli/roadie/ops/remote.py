@@ -79,8 +79,12 @@ class Fanout:
 
     def run(self, command: str, on_line: Callable[[str, str], None] | None = None, pty: bool = False,
             timeout: float | None = None) -> dict[str, Result]:
-        """Results by host, in inventory order. Ctrl-C closes every connection (a pty hangs the remote up)."""
-        pool = ThreadPoolExecutor(max_workers=min(PARALLEL, max(1, len(self.hosts))))
+        """Results by host, in inventory order. Ctrl-C closes every connection (a pty hangs the remote up).
+
+        Lines streamed as they come (`on_line`, as `logs --follow` does) may never end: every host gets its
+        own worker then, or hosts past PARALLEL would never start."""
+        workers = len(self.hosts) if on_line else min(PARALLEL, len(self.hosts))
+        pool = ThreadPoolExecutor(max_workers=max(1, workers))
         futures = [pool.submit(self._one, h, command, on_line, pty, timeout) for h in self.hosts]
         try:
             return {h.name: f.result() for h, f in zip(self.hosts, futures, strict=True)}
