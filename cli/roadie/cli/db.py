@@ -9,6 +9,7 @@ import click
 
 from roadie import output
 from roadie.cli import options
+from roadie.db import barman, patroni
 from roadie.errors import OperationFailed
 
 
@@ -21,6 +22,17 @@ def _audit(env: str, doc: dict) -> None:
     from roadie.deploy import run, table
 
     run.record(env, {"service": "database", **table.actor(), **doc})
+
+
+def _audited(env: str, operation: str, facts: dict, work):
+    """`work()`; a failure is audited with `facts`, its seconds and the error, then raised again."""
+    start = time.time()
+    try:
+        return work()
+    except OperationFailed as exc:
+        _audit(env, {"operation": operation, "result": "failed", **facts,
+                     "seconds": round(time.time() - start, 2), "message": str(exc)})
+        raise
 
 
 @db.command()
@@ -51,7 +63,7 @@ def status(ctx):
 
 @db.command()
 @click.option("--to", "to", help="The standby to promote (default: the synchronous standby).")
-@click.option("--max-lag", type=click.IntRange(min=0), default=1048576, show_default=True,
+@click.option("--max-lag", type=click.IntRange(min=0), default=patroni.MAX_LAG_BYTES, show_default=True,
               help="Refuse when the target is further behind than this many bytes.")
 @click.option("--plan", "plan_only", is_flag=True, help="Show what would happen; change nothing.")
 @click.option("--yes", is_flag=True, help="No confirmation prompt (production).")
@@ -71,13 +83,8 @@ def switchover(ctx, to, max_lag, plan_only, yes):
                    f"({plan['to_role']}, lag {plan['to_lag']} bytes)")
         return
     confirm(ctx, f"switch the {env} database leader from {plan['from']} to {plan['to']}", yes)
-    start = time.time()
-    try:
-        done = ops.switchover(env, plan, out.info)
-    except OperationFailed as exc:
-        _audit(env, {"operation": "db.switchover", "result": "failed", "from": plan["from"], "to": plan["to"],
-                     "seconds": round(time.time() - start, 2), "message": str(exc)})
-        raise
+    done = _audited(env, "db.switchover", {"from": plan["from"], "to": plan["to"]},
+                    lambda: ops.switchover(env, plan, out.info))
     _audit(env, {"operation": "db.switchover", "result": "ok", **done})
     out.result({"result": "ok", "env": env, **done},
                f"{done['to']} leads (switched in {done['switch_seconds']} s); it takes writes and "
@@ -98,13 +105,7 @@ def backup(ctx, plan_only):
     if plan_only:
         out.result({**plan, "plan": True}, f"base backup of {env} on {plan['on']} ({plan['why']})")
         return
-    start = time.time()
-    try:
-        done = backups.backup(env, plan)
-    except OperationFailed as exc:
-        _audit(env, {"operation": "db.backup", "result": "failed", "on": plan["on"],
-                     "seconds": round(time.time() - start, 2), "message": str(exc)})
-        raise
+    done = _audited(env, "db.backup", {"on": plan["on"]}, lambda: backups.backup(env, plan))
     _audit(env, {"operation": "db.backup", "result": "ok", "on": done["on"], "backup_id": done["backup_id"],
                  "seconds": done["seconds"], "size": done["size"]})
     out.result({"result": "ok", "env": env, **done},
@@ -117,7 +118,7 @@ def backup(ctx, plan_only):
 @click.pass_context
 def list_backups(ctx):
     """The base backups in the bucket: id, end time, size, begin/end WAL, status."""
-    from roadie.db import barman, backups
+    from roadie.db import backups
 
     out = output.of(ctx)
     found = backups.listing(ctx.obj.env)
@@ -138,7 +139,7 @@ def list_backups(ctx):
 def prune(ctx, keep, days, plan_only, yes):
     """Retention: delete backups (and WAL) outside a count or an age window."""
     from roadie.confirm import confirm
-    from roadie.db import barman, backups
+    from roadie.db import backups
 
     out = output.of(ctx)
     env = ctx.obj.env
@@ -157,7 +158,7 @@ def prune(ctx, keep, days, plan_only, yes):
 @click.option("--backup", "backup_id", help="Restore this backup (see `roadie db backups`), to its end.")
 @click.option("--time", "target", help="Restore to this time (ISO 8601; no zone means UTC).")
 @click.option("--into", type=click.Choice(["scratch", "live"]), default="scratch", show_default=True,
-              help="scratch: a scratch server on a standby, port 5499. live is refused.")
+              help=f"scratch: a scratch server on a standby, port {barman.SCRATCH_PORT}. live is refused.")
 @click.option("--keep", is_flag=True, help="Leave the scratch server running for inspection.")
 @click.option("--plan", "plan_only", is_flag=True, help="Show which backup, host and port; change nothing.")
 @options.common
@@ -175,20 +176,14 @@ def restore(ctx, backup_id, target, into, keep, plan_only):
         out.result({**plan, "plan": True}, summary)
         return
     out.info(summary)
-    start = time.time()
-    try:
-        done = backups.restore(env, plan, keep, out.info)
-    except OperationFailed as exc:
-        _audit(env, {"operation": "db.restore", "result": "failed", "backup_id": plan["backup_id"],
-                     "target_time": plan["target_time"], "on": plan["on"],
-                     "seconds": round(time.time() - start, 2), "message": str(exc)})
-        raise
+    done = _audited(env, "db.restore", {k: plan[k] for k in ("backup_id", "target_time", "on")},
+                    lambda: backups.restore(env, plan, keep, out.info))
     _audit(env, {"operation": "db.restore", "result": "ok", "backup_id": done["backup_id"],
                  "target_time": done["target_time"], "on": done["on"], "seconds": done["restore_seconds"],
                  "tables": {k: v["rows"] for k, v in done["tables"].items()}})
     out.result({"result": "ok", "env": env, **done},
                f"restored {done['backup_id']} on {done['on']} in {done['restore_seconds']} s; "
-               + ("scratch server kept on port 5499" if keep else "scratch server removed"))
+               + (f"scratch server kept on port {barman.SCRATCH_PORT}" if keep else "scratch server removed"))
     if not out.json:
         out.table(["table", "rows", "md5"], [(k, v["rows"], v["md5"]) for k, v in done["tables"].items()],
                   title="restored tables")

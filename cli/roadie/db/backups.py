@@ -43,7 +43,7 @@ def listing(env: str, tr=None, via=None) -> list[barman.Backup]:
     return sized
 
 
-def archiver(env: str, tr, lead) -> dict:
+def archiver(tr, lead) -> dict:
     return barman.parse_archiver(tr.run(lead, barman.archiver_cmd(), "asking the leader about WAL archiving"))
 
 
@@ -52,7 +52,7 @@ def backup_status(env: str) -> dict:
     tr, _, _, lead = _hosts(env)
     found = listing(env, tr, lead)
     now = datetime.now(UTC)
-    return {"backups": len(found), "last_backup_age_s": barman.backup_age(found, now), **archiver(env, tr, lead)}
+    return {"backups": len(found), "last_backup_age_s": barman.backup_age(found, now), **archiver(tr, lead)}
 
 
 def plan_backup(env: str) -> dict:
@@ -107,7 +107,7 @@ def restore(env: str, plan: dict, keep: bool, log) -> dict:
         # Everything up to now must be in the bucket for recovery to reach the time.
         seg = tr.run(lead, barman.switch_wal_cmd(), "closing the current WAL segment").strip()
         deadline = time.monotonic() + 120
-        while (archiver(env, tr, lead)["last_archived_wal"] or "") < seg:
+        while (archiver(tr, lead)["last_archived_wal"] or "") < seg:
             if time.monotonic() > deadline:
                 raise OperationFailed(f"WAL segment {seg} was not archived within 120 s (see `roadie db status`)")
             time.sleep(1)

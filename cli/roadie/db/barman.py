@@ -91,10 +91,6 @@ class Backup:
     def ended(self) -> datetime | None:
         return parse_time(self.end_time)
 
-    @property
-    def began(self) -> datetime | None:
-        return parse_time(self.begin_time)
-
 
 def parse_list(text: str) -> list[Backup]:
     """barman-cloud-backup-list --format json, oldest first."""
@@ -214,9 +210,10 @@ VERIFY_SQL = ("SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(t::te
               "AND n.nspname NOT LIKE 'pg_%' ORDER BY 1 \\gexec")
 
 
-def verify_cmd(db: str, port: int | None = None, sockets: str | None = None) -> str:
-    where = f" -h {sockets} -p {port}" if port else ""
-    return f"echo {shlex.quote(VERIFY_SQL)} | {AS_POSTGRES} psql -X -At -F '|' -v ON_ERROR_STOP=1{where} -d {db}"
+def verify_cmd(db: str, port: int = SCRATCH_PORT, sockets: str = SCRATCH_SOCKETS) -> str:
+    """Row count and md5 of every user table of `db` in the scratch server."""
+    return (f"echo {shlex.quote(VERIFY_SQL)} | {AS_POSTGRES} psql -X -At -F '|' -v ON_ERROR_STOP=1 "
+            f"-h {sockets} -p {port} -d {db}")
 
 
 def parse_verify(text: str) -> dict[str, dict]:

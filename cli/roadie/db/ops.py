@@ -78,19 +78,15 @@ def switchover(env: str, plan: dict, log, timeout: float = 90) -> dict:
         raise OperationFailed(f"Patroni refused the switchover ({status}): {body.strip()[:300]}")
     log(f"Patroni: {body.strip()}")
     deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        found, _ = members(env, tr)
-        by = {m.name: m for m in found}
-        last = by
-        if (by.get(new.name) and by[new.name].role == "leader" and by[new.name].state == "running"
-                and by.get(old.name) and by[old.name].healthy_standby):
+    while True:
+        by = {m.name: m for m in members(env, tr)[0]}
+        leads = bool(by.get(new.name) and by[new.name].role == "leader" and by[new.name].state == "running")
+        streams = bool(by.get(old.name) and by[old.name].healthy_standby)
+        if leads and streams:
             break
+        if time.monotonic() >= deadline:
+            raise OperationFailed(f"after {timeout:.0f} s: {new.name} leads: {leads}; {old.name} streams: {streams}")
         time.sleep(1)
-    else:
-        leads = bool(last and last.get(new.name) and last[new.name].role == "leader")
-        streams = bool(last and last.get(old.name) and last[old.name].healthy_standby)
-        raise OperationFailed(f"after {timeout:.0f} s: {new.name} leads: {leads}; {old.name} streams: {streams}")
     switched = time.monotonic() - start
     probe = tr.run(new, CATALOG_WRITE_PROBE, "writing to the catalog database on the new leader").split()
     if probe[-1:] != ["f"]:
