@@ -40,6 +40,23 @@ def roadie_json(*args: str, timeout: float = 900) -> tuple[int, list[dict], str]
     return proc.returncode, docs, proc.stderr
 
 
+def act_at(args: list[str], needles: tuple[str, ...], act, timeout: float = 600) -> tuple[int, str, str]:
+    """`roadie --output json ARGS`; `act(proc)` at the first line holding every needle; its exit code and output."""
+    proc = subprocess.Popen([*ROADIE, "--output", "json", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if all(n in line for n in needles):
+                act(proc)
+                break
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    return proc.returncode, out, err
+
+
 def build_and_publish(service: str, version: str, services_dir=None) -> None:
     from roadie.release import artifact
 
@@ -188,14 +205,10 @@ def test_a_second_deploy_is_refused_naming_the_holder_then_waits_with_lock_wait(
 
 
 def test_sigint_mid_deploy_leaves_every_host_whole_and_the_lock_free(fleet_v1):
-    proc = subprocess.Popen([*ROADIE, "--output", "json", "deploy", "catalog", fleet_v1["catalog"]], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if '"deploy.host.step"' in line and '"switch"' in line:
-            proc.send_signal(signal.SIGINT)  # catalog-1 is switched, not yet healthy
-            break
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
+    # SIGINT once catalog-1 is switched, not yet healthy
+    code, out, err = act_at(["deploy", "catalog", fleet_v1["catalog"]], ('"deploy.host.step"', '"switch"'),
+                            lambda proc: proc.send_signal(signal.SIGINT), timeout=300)
+    assert code == 130, err
     assert '"interrupt"' in out
     servers = balancer_servers()
     assert all(s.up for name, s in servers.items() if name.startswith("catalog/")), servers
@@ -215,19 +228,19 @@ def test_a_host_losing_power_mid_deploy_is_routed_around_and_max_fail_lets_the_r
     assert set(versions_on("streaming").values()) == {V2}
     load = under_load()
     wall0 = time.time() - load.elapsed()
-    proc = subprocess.Popen([*ROADIE, "--output", "json", "deploy", "streaming", v1, "--max-fail", "1"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed_at = None
+    cut = []
+
+    def power_cut(_proc):
+        cut.append(load.elapsed())
+        run_roadie("local", "kill", "streaming-2", check=True)
+
     try:
-        for line in proc.stdout:
-            if '"deploy.host.step"' in line and '"streaming-1"' in line and '"switch"' in line:
-                killed_at = load.elapsed()
-                run_roadie("local", "kill", "streaming-2", check=True)
-                break
-        out, err = proc.communicate(timeout=600)
+        code, out, err = act_at(["deploy", "streaming", v1, "--max-fail", "1"],
+                                ('"deploy.host.step"', '"streaming-1"', '"switch"'), power_cut)
         summary = load.stop()
-        assert killed_at is not None, "streaming-1 never switched"
-        assert proc.returncode == 1, err
+        assert cut, "streaming-1 never switched"
+        killed_at = cut[0]
+        assert code == 1, err
         docs = [json.loads(line) for line in out.strip().splitlines()]
         error = docs[-1]["error"]
         assert "reached 1 of 2 hosts" in error and "streaming-2" in error, error

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import run_roadie
 from tests.fleet.roles_fixtures import HOSTS, LB, TIERS, http, ssh, wait_for
-from tests.fleet.test_deploy import balancer_servers, roadie_json, under_load, versions_on
+from tests.fleet.test_deploy import act_at, balancer_servers, roadie_json, under_load, versions_on
 
 pytestmark = pytest.mark.fleet
 
@@ -296,19 +296,12 @@ def test_logs_follow_stops_cleanly_on_ctrl_c_and_leaves_nothing_running(fleet):
 
 def test_ctrl_c_mid_restart_finishes_the_host_in_progress_and_leaves_none_drained(fleet):
     import signal
-    import subprocess
-
-    from tests.conftest import ROADIE, ROOT
 
     pids = main_pids("catalog")
-    proc = subprocess.Popen([*ROADIE, "--output", "json", "ops", "restart", "catalog"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if '"deploy.host.step"' in line and '"drain"' in line:
-            proc.send_signal(signal.SIGINT)  # catalog-1 is drained, not yet restarted
-            break
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
+    # SIGINT once catalog-1 is drained, not yet restarted
+    code, out, err = act_at(["ops", "restart", "catalog"], ('"deploy.host.step"', '"drain"'),
+                            lambda proc: proc.send_signal(signal.SIGINT), timeout=300)
+    assert code == 130, err
     assert '"interrupt"' in out
     after = main_pids("catalog")
     assert after["catalog-1"] != pids["catalog-1"] and after["catalog-2"] == pids["catalog-2"]

@@ -11,13 +11,11 @@ load generator counts every failed request through HAProxy.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import pytest
 
-from tests.conftest import ROADIE, ROOT
-from tests.fleet.test_deploy import V2, balancer_servers, fleet_v1, roadie_json, under_load, versions_on  # noqa: F401
+from tests.fleet.test_deploy import V2, act_at, balancer_servers, fleet_v1, roadie_json, under_load, versions_on  # noqa: F401
 
 pytestmark = pytest.mark.fleet
 LEASE_WAIT = "100"  # seconds --resume may wait for the dead deploy's 60 s lease
@@ -37,17 +35,9 @@ def nothing_left_unfinished(fleet_v1):  # noqa: F811
 
 def kill_in_batch_2(version: str) -> None:
     """`roadie deploy catalog VERSION`, SIGKILLed once catalog-2 is drained."""
-    proc = subprocess.Popen([*ROADIE, "--output", "json", "deploy", "catalog", version], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if '"deploy.host.step"' in line and '"catalog-2"' in line and '"drain"' in line:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    code, _, _ = act_at(["deploy", "catalog", version], ('"deploy.host.step"', '"catalog-2"', '"drain"'),
+                        lambda proc: proc.send_signal(signal.SIGKILL), timeout=30)
+    assert code == -signal.SIGKILL
 
 
 def catalog_states() -> dict[str, tuple[str, bool]]:
