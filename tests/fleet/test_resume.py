@@ -51,26 +51,31 @@ def unfinished() -> dict | None:
     return next(s for s in docs[-1]["services"] if s["service"] == "catalog")["unfinished"]
 
 
-def finish_under_load(*args: str) -> dict:
-    load = under_load()
-    try:
-        time.sleep(2)
-        code, docs, err = roadie_json(*args, "--lock-wait", LEASE_WAIT)
-        assert code == 0, f"{err}\n{docs[-3:]}"
-        time.sleep(2)
-    finally:
-        summary = load.stop()
-    return summary
+def finish(*args: str) -> None:
+    code, docs, err = roadie_json(*args, "--lock-wait", LEASE_WAIT)
+    assert code == 0, f"{err}\n{docs[-3:]}"
+    time.sleep(2)
+
+
+def no_failed_request(summary: dict, what: str) -> None:
+    """The load ran through HAProxy from before the killed deploy to after the resume or rollback."""
+    print(f"\n{what}: {summary['failed']} of {summary['requests']} requests failed, by version {summary['by_version']}")
+    assert summary["failed"] == 0, summary["failures"]
 
 
 def test_a_killed_deploy_is_resumed_to_the_new_version_with_no_failed_request(fleet_v1):  # noqa: F811
     assert set(versions_on("catalog").values()) == {fleet_v1["catalog"]}
-    kill_in_batch_2(V2)
-    assert catalog_states()["catalog-2"][1] is False  # left drained by the dead deploy
-    code, docs, _ = roadie_json("deploy", "catalog", "9.9.9", "--resume")
-    assert code == 2 and f"was to {V2}, not 9.9.9" in docs[-1]["error"]  # a journal of another version: refused
-    summary = finish_under_load("deploy", "catalog", V2, "--resume")
-    assert summary["failed"] == 0, summary["failures"]
+    load = under_load()
+    try:
+        time.sleep(2)
+        kill_in_batch_2(V2)
+        assert catalog_states()["catalog-2"][1] is False  # left drained by the dead deploy
+        code, docs, _ = roadie_json("deploy", "catalog", "9.9.9", "--resume")
+        assert code == 2 and f"was to {V2}, not 9.9.9" in docs[-1]["error"]  # a journal of another version: refused
+        finish("deploy", "catalog", V2, "--resume")
+    finally:
+        summary = load.stop()
+    no_failed_request(summary, "deploy killed in batch 2, then --resume")
     assert set(versions_on("catalog").values()) == {V2}
     assert all(up for _, up in catalog_states().values()), catalog_states()
     assert unfinished() is None
@@ -83,14 +88,19 @@ def test_a_killed_deploy_is_rolled_back_to_where_it_started(fleet_v1):  # noqa: 
     assert len(start) == 1
     (old,) = start
     target = fleet_v1["catalog"] if old == V2 else V2
-    kill_in_batch_2(target)
-    time.sleep(61)  # the lease lapses: status now tells the dead deploy from a running one
-    left = unfinished()
-    assert left and left["version"] == target and "catalog-2" in left["unsettled"], left
-    code, docs, _ = roadie_json("deploy", "catalog", target)
-    assert code == 2 and "--resume" in docs[-1]["error"]  # no plain deploy over a dead one's drained host
-    summary = finish_under_load("rollback", "catalog")
-    assert summary["failed"] == 0, summary["failures"]
+    load = under_load()
+    try:
+        time.sleep(2)
+        kill_in_batch_2(target)
+        time.sleep(61)  # the lease lapses: status now tells the dead deploy from a running one
+        left = unfinished()
+        assert left and left["version"] == target and "catalog-2" in left["unsettled"], left
+        code, docs, _ = roadie_json("deploy", "catalog", target)
+        assert code == 2 and "--resume" in docs[-1]["error"]  # no plain deploy over a dead one's drained host
+        finish("rollback", "catalog")
+    finally:
+        summary = load.stop()
+    no_failed_request(summary, "deploy killed in batch 2, then rollback")
     assert set(versions_on("catalog").values()) == {old}
     assert all(up for _, up in catalog_states().values()), catalog_states()
     assert unfinished() is None
