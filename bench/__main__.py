@@ -25,6 +25,7 @@ SUITES = {
     "services": ["--seconds", "5"],
     "deploy": ["--runs", "3"],
     "scale": ["--runs", "3", "--plot", "docs/deploy-scale.png"],
+    "database": ["--runs", "1"],
 }
 
 
@@ -68,6 +69,19 @@ RATIOS = [
      lambda r: f"{r['overhead_per_batch_s']} s"),
     ("scale", "SIMULATED: roadie's own orchestration time for a deploy of 1,000 hosts in batches of 10 % (goal < 2 s)",
      lambda r: f"{r['seconds_1000_hosts']} s"),
+    ("database", "failover (power cut of the leader) under 20 writes/s: seconds without a successful write; "
+                 "acknowledged writes lost (goal 0)",
+     lambda r: f"{r['failover.no_write_s']['median']} s; {r['failover.lost']['max']} lost of "
+               f"{sum(x['acked'] for x in r['runs'] if x['profile'] == 'failover')} acknowledged"),
+    ("database", "`roadie db switchover` under 20 writes/s: seconds without a successful write; "
+                 "acknowledged writes lost (goal 0)",
+     lambda r: f"{r['switchover.no_write_s']['median']} s; {r['switchover.lost']['max']} lost of "
+               f"{sum(x['acked'] for x in r['runs'] if x['profile'] == 'switchover')} acknowledged"),
+    ("database", "base backup of the catalogue, `roadie db backup` vs `pg_dump -Fc` on the leader (time)",
+     lambda r: f"{r['backup.ratio_over_pg_dump']['median']}x ({r['backup.barman_s']['median']} s vs "
+               f"{r['backup.baseline_pg_dump_s']['median']} s)"),
+    ("database", "restore to a time between two acknowledged writes: rows wrong (goal 0), restore seconds",
+     lambda r: f"{r['restore_rows_wrong_total']} wrong; {r['restore_to_a_time.restore_s']['median']} s"),
     ("services", "catalog search req/s, trigram indexes vs none",
      lambda r: _ratio(r["catalog_search_common_word"]["rps"], r["baseline_no_trgm_search_common_word"]["rps"])),
 ]
