@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, run_roadie
 from tests.fleet.dbkit import leader, members, psql
-from tests.fleet.roles_fixtures import ssh
+from tests.fleet.roles_fixtures import HOSTS, TIERS, ssh
 
 pytestmark = pytest.mark.fleet
 RESULTS = ROOT / ".roadie" / "results"
@@ -112,13 +112,83 @@ def test_a_tampered_backup_fails_to_restore_and_changes_nothing(first_backup):
     (["--time", "yesterday at noon"], "not an ISO 8601 time"),
     (["--time", "2026-01-01T00:00:00Z", "--backup", "20000101T000000"], "not both"),
     ([], "Give one restore point"),
-    (["--backup", "20000101T000000", "--into", "live"], "over the live cluster is refused"),
+    (["--backup", "20000101T000000", "--into", "live"], "needs --force"),
+    (["--backup", "20000101T000000", "--into", "live", "--force", "--confirm", "roadie-catalog"],
+     "No backup 20000101T000000"),
 ])
 def test_bad_restore_input_is_one_line_and_exit_2(first_backup, args, message):
     proc = run_roadie("db", "restore", *args, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def test_live_restore_with_a_wrong_confirmation_changes_nothing(first_backup):
+    lead, before = leader(), _json("backups")["backups"]
+    proc = run_roadie("db", "restore", "--into", "live", "--force", "--backup", first_backup["backup_id"],
+                      "--confirm", "roadie-catalgo", timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not name the cluster 'roadie-catalog'" in lines[0], proc.stderr
+    assert leader() == lead and _json("backups")["backups"] == before  # not even the fresh backup
+
+
+def test_restore_over_the_live_cluster_undoes_a_mistake_under_load(first_backup):
+    """The rows come back on the live leader; clients get the maintenance 503, never an error; the
+    cluster ends with its three members streaming, a fresh backup of what was replaced, no lock."""
+    from roadie.loadgen import Load, Target
+
+    lead = leader()
+    table = f"live_probe_{int(time.time())}"
+    psql(lead, f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
+    psql(lead, f"INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, 300) g")
+    before = psql(lead, f"SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {table} t")
+    time.sleep(2)
+    noted = datetime.fromtimestamp(float(psql(lead, "SELECT extract(epoch FROM now())")), UTC).isoformat()
+    time.sleep(2)
+    psql(lead, f"DELETE FROM {table}")  # the bad mistake
+    backups_before = {b["backup_id"] for b in _json("backups")["backups"]}
+    plan = _json("restore", "--into", "live", "--time", noted, "--plan")
+    assert plan["plan"] and plan["on"] == lead and len(plan["steps"]) >= 10
+    assert psql(lead, f"SELECT count(*) FROM {table}") == "0"  # the plan changed nothing
+    load = Load(f"http://{HOSTS[TIERS['loadbalancer'][0]]}", [Target("catalog", "/api/tracks/{n}", spread=50,
+                                                                      ok=(200, 503))],
+                rate=20, seconds=600).start()
+    try:
+        start = time.monotonic()
+        done = _json("restore", "--into", "live", "--time", noted, "--force", "--confirm", "roadie-catalog",
+                     timeout=900)
+        wall = round(time.monotonic() - start, 2)
+        time.sleep(3)
+    finally:
+        tally = load.stop()
+    statuses = {}
+    for s in load.samples:
+        statuses[s.status] = statuses.get(s.status, 0) + 1
+    print(f"live restore: {wall} s, {done['downtime_seconds']} s without the database; load {tally['requests']} "
+          f"requests, {tally['failed']} failed, by status {statuses}")
+    try:
+        assert f"{done['tables'][f'public.{table}']['rows']}|{done['tables'][f'public.{table}']['md5']}" == before
+        assert psql(lead, f"SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {table} t") \
+            == before
+        assert tally["failed"] == 0, tally["failures"][:5]
+        assert statuses.get(503, 0) > 0 and statuses.get(200, 0) > 0, statuses  # maintenance, then served
+        assert leader() == lead and done["on"] == lead
+        roles = sorted(m["Role"] for m in members())
+        assert roles == ["Leader", "Replica", "Sync Standby"], members()
+        assert done["fresh_backup"] not in backups_before
+        assert done["fresh_backup"] in {b["backup_id"] for b in _json("backups")["backups"]}
+        assert ssh(lead, f"test -d {done['kept']['datadir']}", check=False).returncode == 0
+        for host in done["standbys"]:
+            assert ssh(host, f"test -e {done['kept']['datadir']}", check=False).returncode == 1, host
+        status = json.loads(run_roadie("--output", "json", "status", check=True).stdout.strip().splitlines()[-1])
+        assert not any(s["lock"] or s["maintenance"]["on"] for s in status["services"]), status
+        _save("restore_live", {"target": noted, "wall_seconds": wall, "seconds": done["seconds"],
+                               "downtime_seconds": done["downtime_seconds"], "requests": tally["requests"],
+                               "failed": tally["failed"], "by_status": statuses})
+    finally:
+        ssh(lead, f"rm -rf {done['kept']['datadir']}")
+        psql(lead, f"DROP TABLE IF EXISTS {table}")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -10,7 +10,7 @@ import click
 from roadie import output
 from roadie.cli import options
 from roadie.db import barman, patroni
-from roadie.errors import OperationFailed
+from roadie.errors import BadInput, OperationFailed
 
 
 @click.group()
@@ -158,18 +158,32 @@ def prune(ctx, keep, days, plan_only, yes):
 @click.option("--backup", "backup_id", help="Restore this backup (see `roadie db backups`), to its end.")
 @click.option("--time", "target", help="Restore to this time (ISO 8601; no zone means UTC).")
 @click.option("--into", type=click.Choice(["scratch", "live"]), default="scratch", show_default=True,
-              help=f"scratch: a scratch server on a standby, port {barman.SCRATCH_PORT}. live is refused.")
+              help=f"scratch: a scratch server on a standby, port {barman.SCRATCH_PORT}. "
+                   "live: over the running cluster (--force and a typed confirmation).")
 @click.option("--keep", is_flag=True, help="Leave the scratch server running for inspection.")
-@click.option("--plan", "plan_only", is_flag=True, help="Show which backup, host and port; change nothing.")
+@click.option("--force", is_flag=True, help="Allow --into live: every member's data is replaced.")
+@click.option("--confirm", "typed", metavar="CLUSTER",
+              help="The cluster's name, typed ahead (for --into live without a terminal).")
+@click.option("--plan", "plan_only", is_flag=True, help="Show which backup, host and steps; change nothing.")
 @options.common
 @click.pass_context
-def restore(ctx, backup_id, target, into, keep, plan_only):
-    """Restore a backup (to its end or to a time) into a scratch server, verify it, report."""
+def restore(ctx, backup_id, target, into, keep, force, typed, plan_only):
+    """Restore a backup (to its end or to a time) into a scratch server and verify it, or over the live cluster."""
     from roadie.db import backups
 
     out = output.of(ctx)
     env = ctx.obj.env
-    plan = backups.plan_restore(env, backup_id, target, into)
+    if into == "live" and keep:
+        raise BadInput("--keep is for --into scratch: a live restore keeps the leader's old data directory anyway.")
+    plan = backups.plan_restore(env, backup_id, target, into, force or plan_only)
+    if into == "live":
+        summary = (f"restore {plan['backup_id']} to {plan['target_time'] or 'its end'} OVER the live cluster "
+                   f"{plan['cluster']} (leader {plan['on']}, standbys {', '.join(plan['standbys'])})")
+        if plan_only:
+            out.result({**plan, "plan": True}, summary + ":\n  " + "\n  ".join(plan["steps"]))
+            return
+        _confirm_live(ctx, plan, typed)
+        return _restore_live(out, env, plan, summary)
     summary = (f"restore {plan['backup_id']} to {plan['target_time'] or 'its end'} on {plan['on']} "
                f"(scratch port {plan['port']}, {plan['datadir']})")
     if plan_only:
@@ -184,6 +198,39 @@ def restore(ctx, backup_id, target, into, keep, plan_only):
     out.result({"result": "ok", "env": env, **done},
                f"restored {done['backup_id']} on {done['on']} in {done['restore_seconds']} s; "
                + (f"scratch server kept on port {barman.SCRATCH_PORT}" if keep else "scratch server removed"))
+    if not out.json:
+        out.table(["table", "rows", "md5"], [(k, v["rows"], v["md5"]) for k, v in done["tables"].items()],
+                  title="restored tables")
+
+
+def _confirm_live(ctx, plan: dict, typed: str | None) -> None:
+    """Always typed, in every environment: the cluster's name, on a terminal or with --confirm."""
+    from roadie.confirm import confirm, interactive
+
+    what = f"replace every member's data in {plan['cluster']} with {plan['backup_id']}"
+    if typed is None:
+        if not interactive():
+            raise BadInput(f"Refusing to {what}: type the cluster's name with --confirm {plan['cluster']} "
+                           "(no terminal to confirm on); nothing was changed.")
+        confirm(ctx, what, False, production=True, token=plan["cluster"])
+    elif typed != plan["cluster"]:
+        raise BadInput(f"--confirm {typed!r} does not name the cluster '{plan['cluster']}'; nothing was changed.")
+
+
+def _restore_live(out, env: str, plan: dict, summary: str) -> None:
+    from roadie.db import restore_live
+
+    out.info(summary)
+    done = _audited(env, "db.restore", {k: plan[k] for k in ("backup_id", "target_time", "on", "into")},
+                    lambda: restore_live.run(env, plan, out.info))
+    _audit(env, {"operation": "db.restore", "result": "ok", "into": "live", "backup_id": done["backup_id"],
+                 "target_time": done["target_time"], "on": done["on"], "fresh_backup": done["fresh_backup"],
+                 "seconds": done["seconds"], "downtime_seconds": done["downtime_seconds"],
+                 "tables": {k: v["rows"] for k, v in done["tables"].items()}})
+    out.result({"result": "ok", "env": env, **done},
+               f"restored {done['backup_id']} over the live cluster in {done['seconds']} s "
+               f"({done['downtime_seconds']} s without the database); fresh backup {done['fresh_backup']} "
+               f"holds what was replaced; {done['kept']['host']} keeps its old data in {done['kept']['datadir']}")
     if not out.json:
         out.table(["table", "rows", "md5"], [(k, v["rows"], v["md5"]) for k, v in done["tables"].items()],
                   title="restored tables")

@@ -83,19 +83,40 @@ def prune(env: str, policy: str, dry_run: bool) -> dict:
             "deleted": gone, "barman": out.strip().splitlines()[-20:]}
 
 
-def plan_restore(env: str, backup_id: str | None, target: str | None, into: str) -> dict:
-    if into != "scratch":
-        raise BadInput("Restoring over the live cluster is refused: restore --into scratch, check it, "
-                       "then copy what you need back (docs/database.md).")
+def plan_restore(env: str, backup_id: str | None, target: str | None, into: str, force: bool = False) -> dict:
+    """Which backup, to which point, on which host; BadInput (nothing read or changed) for bad input."""
+    if into == "live" and not force:
+        raise BadInput("Restoring over the live cluster needs --force (and a typed confirmation): it stops the "
+                       "database and replaces every member's data. Check the point with --into scratch first.")
     if backup_id is not None and target is not None:
         raise BadInput("Give one restore point: --backup ID or --time TIMESTAMP, not both.")
     when = barman.parse_target(target) if target is not None else None
     tr, found, hosts, lead = _hosts(env)
-    chosen = barman.choose_backup(listing(env, tr, lead), backup_id, when, datetime.now(UTC))
+    now = datetime.now(UTC)
+    chosen = barman.choose_backup(listing(env, tr, lead), backup_id, when, now)
+    point = {"env": env, "operation": "db.restore", "into": into, "backup_id": chosen.backup_id,
+             "backup_end": chosen.end_time, "target_time": when.isoformat() if when else None, "leader": lead.name}
+    if into == "live":
+        from roadie.db import live
+
+        missing = sorted(set(hosts) - {m.name for m in found})
+        if missing:
+            raise OperationFailed(f"{', '.join(missing)} not in the cluster: a restore over the live cluster "
+                                  "replaces every member's data (see `roadie db status`).")
+        standbys = sorted(set(hosts) - {lead.name})
+        return {**point, "on": lead.name, "standbys": standbys, "cluster": live.SCOPE,
+                "stamp": f"{now:%Y%m%dT%H%M%S}", "clients": [s.name for s in live_clients()],
+                "steps": live.steps(lead.name, standbys, chosen.backup_id, point["target_time"],
+                                    [s.name for s in live_clients()])}
     on = scratch_host(found, hosts)
-    return {"env": env, "operation": "db.restore", "into": into, "backup_id": chosen.backup_id,
-            "backup_end": chosen.end_time, "target_time": when.isoformat() if when else None,
-            "on": on.name, "leader": lead.name, "port": barman.SCRATCH_PORT, "datadir": barman.SCRATCH_DIR}
+    return {**point, "on": on.name, "port": barman.SCRATCH_PORT, "datadir": barman.SCRATCH_DIR}
+
+
+def live_clients():
+    """The services that use the database (those with migrations): in maintenance and locked meanwhile."""
+    from roadie import model
+
+    return [s for s in model.load().services.values() if s.migrations]
 
 
 def restore(env: str, plan: dict, keep: bool, log) -> dict:

@@ -155,29 +155,29 @@ def choose_backup(backups: list[Backup], backup_id: str | None, target: datetime
     return usable[-1]
 
 
-def scratch_options(target: datetime | None, port: int = SCRATCH_PORT, sockets: str = SCRATCH_SOCKETS) -> str:
-    """postgres options of the scratch server: its own port and socket only, no archiving, no
-    standbys, recovery from the bucket to TARGET (or to the backup's end), then promotion."""
+def recovery_options(target: datetime | None, port: int, sockets: str) -> list[str]:
+    """postgres options of a recovering server that no client can reach (its own port, a unix socket
+    only, no standbys), replaying WAL from the bucket to TARGET (or to the backup's end), then promoting."""
     target_opts = (f"-c recovery_target_time='{target.isoformat()}' -c recovery_target_inclusive=false"
                    if target else "-c recovery_target=immediate")
-    return " ".join([
+    return [
         f"-p {port}", "-c listen_addresses=''", f"-c unix_socket_directories={sockets}",
-        "-c archive_mode=off", "-c synchronous_standby_names=''", "-c primary_conninfo=''",
-        "-c primary_slot_name=''", "-c shared_buffers=64MB", "-c hot_standby=on",
-        "-c cluster_name=roadie-scratch",
+        "-c synchronous_standby_names=''", "-c primary_conninfo=''", "-c primary_slot_name=''",
         f"-c restore_command='{WRAPPER} wal-restore -- %f %p'",
         target_opts, "-c recovery_target_action=promote",
-    ])
+    ]
 
 
-def restore_script(backup_id: str, target: datetime | None, port: int = SCRATCH_PORT,
-                   datadir: str = SCRATCH_DIR, sockets: str = SCRATCH_SOCKETS) -> str:
-    """Restore BACKUP_ID into DATADIR and recover it in a scratch server on PORT (unix socket only),
-    to TARGET or to the backup's end. Never touches the cluster's data directory or port."""
-    opts = scratch_options(target, port, sockets)
-    return "\n".join([
-        "set -eu",
-        f"{stop_script(datadir, sockets)}",
+def scratch_options(target: datetime | None, port: int = SCRATCH_PORT, sockets: str = SCRATCH_SOCKETS) -> str:
+    """The scratch server's options: recovery as above, and no archiving (it is not the cluster), small."""
+    return " ".join([*recovery_options(target, port, sockets), "-c archive_mode=off", "-c shared_buffers=64MB",
+                     "-c hot_standby=on", "-c cluster_name=roadie-scratch"])
+
+
+def recover_lines(backup_id: str, datadir: str, opts: str, port: int, sockets: str) -> list[str]:
+    """Shell lines: restore BACKUP_ID into DATADIR (absent or empty), start it with OPTS and wait until
+    recovery has ended in a promotion (the server takes writes)."""
+    return [
         f"install -d -o postgres -g postgres -m 0700 {datadir} {sockets}",
         barman("restore", args=(backup_id, datadir)),
         # A backup taken on a member carries its standby marker and Patroni's recovery settings.
@@ -186,14 +186,23 @@ def restore_script(backup_id: str, target: datetime | None, port: int = SCRATCH_
         # PostgreSQL 15 refuses any file setting of a second target beside ours ("multiple recovery targets").
         f"sed -i '/^recovery_target/d' {datadir}/postgresql.conf {datadir}/postgresql.auto.conf",
         f"chown -R postgres:postgres {datadir}",
-        # pg_ctl only says "Examine the log output": the server's own last lines say why, before cleanup.
+        # pg_ctl only says "Examine the log output": the server's own last lines say why.
         f"{AS_POSTGRES} {BINDIR}/pg_ctl -D {datadir} -l {datadir}.log -w -t 900 -s -o {shlex.quote(opts)} start "
         f"|| {{ grep -E 'FATAL|PANIC|ERROR' {datadir}.log | tail -3 >&2; exit 1; }}",
         # Recovery ends with a promotion: wait until the server takes writes.
+        "promoted=",
         f"for i in $(seq 900); do [ \"$({AS_POSTGRES} psql -X -At -h {sockets} -p {port} -d postgres "
-        "-c 'SELECT pg_is_in_recovery()' 2>/dev/null)\" = f ] && exit 0; sleep 1; done",
-        f"echo 'the scratch server did not finish recovery in 900 s' >&2; tail -5 {datadir}.log >&2; exit 1",
-    ])
+        "-c 'SELECT pg_is_in_recovery()' 2>/dev/null)\" = f ] && { promoted=1; break; }; sleep 1; done",
+        f"[ -n \"$promoted\" ] || {{ echo 'recovery did not end in 900 s' >&2; tail -5 {datadir}.log >&2; exit 1; }}",
+    ]
+
+
+def restore_script(backup_id: str, target: datetime | None, port: int = SCRATCH_PORT,
+                   datadir: str = SCRATCH_DIR, sockets: str = SCRATCH_SOCKETS) -> str:
+    """Restore BACKUP_ID into DATADIR and recover it in a scratch server on PORT (unix socket only),
+    to TARGET or to the backup's end. Never touches the cluster's data directory or port."""
+    return "\n".join(["set -eu", stop_script(datadir, sockets),
+                      *recover_lines(backup_id, datadir, scratch_options(target, port, sockets), port, sockets)])
 
 
 def stop_script(datadir: str = SCRATCH_DIR, sockets: str = SCRATCH_SOCKETS) -> str:

@@ -41,6 +41,16 @@ def switchover_cmd(address: str, leader: str, candidate: str, port: int = REST_P
     return _http("POST", f"http://{address}:{port}/switchover", {"leader": leader, "candidate": candidate})
 
 
+def config_cmd(address: str, port: int = REST_PORT) -> str:
+    """The cluster's dynamic configuration (what `patronictl edit-config` changes), as JSON."""
+    return _http("GET", f"http://{address}:{port}/config", timeout=10)
+
+
+def put_config_cmd(address: str, config: dict, port: int = REST_PORT) -> str:
+    """Replace the dynamic configuration with CONFIG (PUT /config, the whole document)."""
+    return _http("PUT", f"http://{address}:{port}/config", config)
+
+
 def split_answer(text: str) -> tuple[int, str]:
     status, _, body = text.strip().partition(" ")
     try:
