@@ -104,3 +104,24 @@ def db_status(c, env="local", output="text"):
 def db_switchover(c, to=None, env="local", plan=False, yes=False, output="text"):
     """Planned switchover of the database primary to a standby (roadie db switchover)."""
     _roadie("db", "switchover", *_flags(to=to, plan=plan, yes=yes), env=env, output=output)
+
+
+@task(name="db-backup")
+def db_backup(c, env="local", plan=False, output="text"):
+    """A base backup of the database now, to the backups bucket (roadie db backup)."""
+    _roadie("db", "backup", *_flags(plan=plan), env=env, output=output)
+
+
+@task(name="db-backups")
+def db_backups(c, env="local", output="text"):
+    """The base backups in the bucket: id, end time, size, WAL range (roadie db backups)."""
+    _roadie("db", "backups", env=env, output=output)
+
+
+@task(name="db-restore", help={"backup": "a backup id (roadie db backups)", "time": "ISO 8601, UTC if no zone",
+                               "into": "scratch (default) or live (needs --force and --confirm roadie-catalog)"})
+def db_restore(c, backup=None, time=None, into="scratch", keep=False, force=False, confirm=None, env="local",
+               plan=False, output="text"):
+    """Point-in-time restore: into a scratch server and verify, or over the live cluster (roadie db restore)."""
+    _roadie("db", "restore", *_flags(backup=backup, time=time, into=into, keep=keep, force=force, confirm=confirm,
+                                     plan=plan), env=env, output=output)

@@ -46,6 +46,7 @@ class Sample:
     ms: float
     error: str | None = None
     ok: bool = True
+    retry_after: str | None = None  # a maintenance 503 carries it; the balancer's own 503 does not
 
 
 def stack_targets(tracks: int = 50, media: int = 5) -> list[Target]:
@@ -99,14 +100,15 @@ class Load:
             resp = conn.getresponse()
             resp.read()
             status, version = resp.status, resp.getheader(self.version_header)
+            retry_after = resp.getheader("Retry-After")
             error = None if status in target.ok else f"HTTP {status}"
         except (OSError, http.client.HTTPException) as exc:
-            status, version, error = 0, None, f"{type(exc).__name__}: {exc}"
+            status, version, retry_after, error = 0, None, None, f"{type(exc).__name__}: {exc}"
         finally:
             conn.close()
         ms = (time.monotonic() - started) * 1000
         return Sample(t=round(started - self._t0, 3), target=target.name, status=status, version=version,
-                      ms=round(ms, 2), error=error, ok=error is None)
+                      ms=round(ms, 2), error=error, ok=error is None, retry_after=retry_after)
 
     def _worker(self) -> None:
         while True:

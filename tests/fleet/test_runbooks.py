@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT
 
 RUNBOOKS = ROOT / "docs" / "runbooks"
-PAGES = ["restart.md", "maintenance.md", "drain.md", "disk.md", "health.md"]
+PAGES = ["restart.md", "maintenance.md", "drain.md", "disk.md", "health.md", "database.md"]
 
 
 def commands(page: Path) -> list[str]:

@@ -88,6 +88,9 @@ def test_retention_policy_refusals(keep, days, message):
      "runuser -u postgres -- /usr/local/bin/roadie-barman backup-delete --retention-policy 'REDUNDANCY 2' --dry-run"),
     (barman.barman("restore", args=("20261123T120000", "/x y")),
      "runuser -u postgres -- /usr/local/bin/roadie-barman restore -- 20261123T120000 '/x y'"),
+    # A commit first: recovery to a time needs one after it, or it refuses to end.
+    (barman.switch_wal_cmd(), "runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -c 'SELECT txid_current()' "
+                              "-c 'SELECT pg_walfile_name(pg_switch_wal())'"),
     (barman.backup_cmd("n1"),
      "runuser -u postgres -- /usr/local/bin/roadie-barman backup --gzip --immediate-checkpoint --name n1"),
 ])
@@ -113,6 +116,9 @@ def test_restore_script_uses_a_scratch_dir_and_port_never_the_clusters(target, p
     assert script.index("rm -rf /var/lib/postgresql/roadie-scratch ") < script.index("restore --")
     # A backup of a former replica carries recovery_target* = '' lines that PostgreSQL 15 takes for a
     # second target: they go before the server starts.
+    # A server that dies in recovery ends the wait at once (not after 900 s), with its FATAL line.
+    assert "pg_ctl -D /var/lib/postgresql/roadie-scratch status >/dev/null || break" in script
+    assert "grep -E 'FATAL|PANIC' /var/lib/postgresql/roadie-scratch.log" in script
     assert script.index("-c recovery_target_action") > script.index(
         "sed -i '/^recovery_target/d' /var/lib/postgresql/roadie-scratch/postgresql.conf") > script.index("restore --")
 

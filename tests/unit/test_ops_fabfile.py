@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import ROOT
 
 FAB = str(Path(sys.executable).parent / "fab")
-TASKS = ["db-status", "db-switchover", "disk", "drain", "enable", "exec", "health", "logs", "maintenance", "restart"]
+TASKS = ["db-backup", "db-backups", "db-restore", "db-status", "db-switchover", "disk", "drain", "enable", "exec",
+         "health", "logs", "maintenance", "restart"]
 
 
 def fab(*args: str) -> subprocess.CompletedProcess:
@@ -34,6 +35,7 @@ def test_fab_list_shows_every_task_with_its_line():
     (("maintenance", "nosuch", "on"), "Unknown service 'nosuch'"),
     (("restart", "catalog", "--env", "nowhere"), "Unknown environment 'nowhere'"),
     (("logs", "catalog", "--lines", "0"), "--lines must be between"),
+    (("db-restore", "--backup", "20261123T120000", "--into", "live"), "needs --force"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     proc = fab(*args)

@@ -47,6 +47,17 @@ def archiver(tr, lead) -> dict:
     return barman.parse_archiver(tr.run(lead, barman.archiver_cmd(), "asking the leader about WAL archiving"))
 
 
+def archive_now(tr, lead, log, timeout: float = 120) -> None:
+    """Everything up to now in the bucket (and a commit after any earlier time), so recovery can reach it."""
+    seg = tr.run(lead, barman.switch_wal_cmd(), "closing the current WAL segment").strip().splitlines()[-1]
+    deadline = time.monotonic() + timeout
+    while (archiver(tr, lead)["last_archived_wal"] or "") < seg:
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"WAL segment {seg} was not archived within {timeout:.0f} s (see `roadie db status`)")
+        time.sleep(1)
+    log(f"WAL up to {seg} is archived")
+
+
 def backup_status(env: str) -> dict:
     """Last backup age and WAL archive age (for `roadie db status`)."""
     tr, _, _, lead = _hosts(env)
@@ -125,14 +136,7 @@ def restore(env: str, plan: dict, keep: bool, log) -> dict:
     when = barman.parse_target(plan["target_time"]) if plan["target_time"] else None
     start = time.monotonic()
     if when is not None:
-        # Everything up to now must be in the bucket for recovery to reach the time.
-        seg = tr.run(lead, barman.switch_wal_cmd(), "closing the current WAL segment").strip()
-        deadline = time.monotonic() + 120
-        while (archiver(tr, lead)["last_archived_wal"] or "") < seg:
-            if time.monotonic() > deadline:
-                raise OperationFailed(f"WAL segment {seg} was not archived within 120 s (see `roadie db status`)")
-            time.sleep(1)
-        log(f"WAL up to {seg} is archived")
+        archive_now(tr, lead, log)
     try:
         tr.run(on, barman.restore_script(plan["backup_id"], when), "restoring into the scratch server")
         restored = round(time.monotonic() - start, 2)

@@ -190,10 +190,13 @@ def recover_lines(backup_id: str, datadir: str, opts: str, port: int, sockets: s
         f"{AS_POSTGRES} {BINDIR}/pg_ctl -D {datadir} -l {datadir}.log -w -t 900 -s -o {shlex.quote(opts)} start "
         f"|| {{ grep -E 'FATAL|PANIC|ERROR' {datadir}.log | tail -3 >&2; exit 1; }}",
         # Recovery ends with a promotion: wait until the server takes writes.
+        # A server that stops (recovery failed) ends the wait at once, with its own reason.
         "promoted=",
         f"for i in $(seq 900); do [ \"$({AS_POSTGRES} psql -X -At -h {sockets} -p {port} -d postgres "
-        "-c 'SELECT pg_is_in_recovery()' 2>/dev/null)\" = f ] && { promoted=1; break; }; sleep 1; done",
-        f"[ -n \"$promoted\" ] || {{ echo 'recovery did not end in 900 s' >&2; tail -5 {datadir}.log >&2; exit 1; }}",
+        "-c 'SELECT pg_is_in_recovery()' 2>/dev/null)\" = f ] && { promoted=1; break; }; "
+        f"{AS_POSTGRES} {BINDIR}/pg_ctl -D {datadir} status >/dev/null || break; sleep 1; done",
+        f"[ -n \"$promoted\" ] || {{ echo 'recovery failed or did not end in 900 s:' >&2; "
+        f"grep -E 'FATAL|PANIC' {datadir}.log | tail -3 >&2; exit 1; }}",
     ]
 
 
@@ -249,8 +252,13 @@ def parse_archiver(text: str) -> dict:
 
 
 def switch_wal_cmd() -> str:
-    """Close the current WAL segment so everything written until now is archived; prints its name."""
-    return f"{AS_POSTGRES} psql -X -At -c 'SELECT pg_walfile_name(pg_switch_wal())'"
+    """Close the current WAL segment so everything written until now is archived; its name is the last line.
+
+    First a transaction that commits: recovery to a time stops at the first commit after it, and
+    PostgreSQL refuses to end a recovery that never saw one ("recovery ended before configured
+    recovery target was reached"), as on a quiet database restored to a moment ago."""
+    return (f"{AS_POSTGRES} psql -X -At -v ON_ERROR_STOP=1 -c 'SELECT txid_current()' "
+            "-c 'SELECT pg_walfile_name(pg_switch_wal())'")
 
 
 def backup_age(backups: list[Backup], now: datetime) -> float | None:

@@ -30,6 +30,11 @@ ASIDE_SUFFIX = ".pre-restore-"
 PG_CTL = f"{barman.AS_POSTGRES} {barman.BINDIR}/pg_ctl"
 
 
+def stop_order(leader, standbys: list) -> list:
+    """Standbys first, the leader last: with the leader stopped first, a standby would take over."""
+    return [*standbys, leader]
+
+
 def aside_dir(stamp: str) -> str:
     """Where a member's data directory goes while the restore runs (and stays on the restored host)."""
     return f"{DATADIR}{ASIDE_SUFFIX}{stamp}"
@@ -86,11 +91,12 @@ def recover_script(backup_id: str, target: datetime | None) -> str:
 def steps(leader: str, others: list[str], backup_id: str, target: str | None, clients: list[str]) -> list[str]:
     """What the restore does, in order (the --plan output and the docs)."""
     to = target or f"the end of {backup_id}"
+    *first, last = stop_order(leader, others)
     return [
         f"take a fresh base backup on {leader} (the state being replaced stays restorable)",
         *(f"maintenance on for {c}: the balancer answers 503 with Retry-After" for c in clients),
         "save Patroni's dynamic configuration",
-        f"stop Patroni on {', '.join(others) or 'no standby'}, then on {leader}",
+        f"stop Patroni on {', '.join(first)}, then on {last}" if first else f"stop Patroni on {last}",
         f"remove the cluster from etcd (patronictl remove {SCOPE})",
         f"move every member's data directory aside ({DATADIR}{ASIDE_SUFFIX}STAMP)",
         f"restore {backup_id} on {leader}, recover to {to}, promote",

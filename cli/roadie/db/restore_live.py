@@ -57,7 +57,7 @@ class _Cluster:
         return self.tr.run(host, command, what)
 
     def stop_all(self) -> None:
-        for h in [*self.standbys, self.lead]:  # standbys first: none of them may take over
+        for h in live.stop_order(self.lead, self.standbys):
             self.stopped.append(h)
             self.run(h, live.stop_member_cmd(), f"stopping Patroni on {h.name}")
 
@@ -81,7 +81,7 @@ class _Cluster:
         if not self.stopped:
             return
         self.log("rolling back: every member back on its data from before the restore")
-        for h in [*self.standbys, self.lead]:
+        for h in live.stop_order(self.lead, self.standbys):
             self.run(h, live.stop_member_cmd(), f"stopping Patroni on {h.name}")
         try:
             self.run(self.lead, live.remove_cluster_cmd(), "removing the half-made cluster from etcd")
@@ -109,6 +109,8 @@ def run(env: str, plan: dict, log) -> dict:
             lock.acquire(table.actor(), "db.restore live", f"restore {plan['backup_id']} over the live cluster")
             lock.start_renewing()
             held.append(lock)
+        if when is not None:
+            backups.archive_now(tr, lead, log)
         fresh = backups.backup(env, {"on": lead.name})
         log(f"fresh backup {fresh['backup_id']} ({fresh['size']} bytes, {fresh['seconds']} s): "
             "the state being replaced stays restorable")
@@ -163,8 +165,15 @@ def run(env: str, plan: dict, log) -> dict:
             lock.release()
 
 
-def _put_config(tr, lead: inventory.Host, config: dict) -> None:
-    """Patroni wrote its bootstrap settings; the cluster's own (edit-config changes included) go back."""
+def _put_config(tr, lead: inventory.Host, config: dict, timeout: float = 60) -> None:
+    """Patroni writes its bootstrap settings a loop after it leads; then the cluster's own (edit-config
+    changes included) go back. Before that, PUT /config fails inside Patroni (no config to compare)."""
+    deadline = time.monotonic() + timeout
+    while patroni.split_answer(tr.run(lead, patroni.config_cmd(lead.address), "reading Patroni's configuration"))[0] \
+            != 200:
+        if time.monotonic() > deadline:
+            raise OperationFailed(f"Patroni on {lead.name} wrote no configuration within {timeout:.0f} s")
+        time.sleep(1)
     status, body = patroni.split_answer(tr.run(lead, patroni.put_config_cmd(lead.address, config),
                                                "putting Patroni's dynamic configuration back"))
     if status != 200:
