@@ -38,6 +38,26 @@ def _assert_three_members_serving() -> None:
     assert all(m["State"] in ("running", "streaming") for m in found), found
 
 
+CHECKSUM = "SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {} t"
+
+
+def _probe_table(lead: str, prefix: str, rows: int) -> tuple[str, str]:
+    """A new table of ROWS rows on the leader: (its name, its count|md5)."""
+    table = f"{prefix}_{int(time.time())}"
+    psql(lead, f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
+    psql(lead, f"INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, {rows}) g")
+    return table, psql(lead, CHECKSUM.format(table))
+
+
+def _mistake(lead: str, table: str) -> str:
+    """The leader's time, noted between two pauses, then every row of TABLE deleted: the bad mistake."""
+    time.sleep(2)
+    noted = datetime.fromtimestamp(float(psql(lead, "SELECT extract(epoch FROM now())")), UTC).isoformat()
+    time.sleep(2)
+    psql(lead, f"DELETE FROM {table}")
+    return noted
+
+
 @pytest.fixture(scope="module")
 def first_backup(roles_fleet):
     """A base backup of the seeded catalogue, taken by `roadie db backup`."""
@@ -62,14 +82,8 @@ def test_backup_is_listed_with_its_size_and_wal(first_backup):
 
 def test_restore_to_a_time_before_a_mistake_brings_the_rows_back(first_backup):
     lead = leader()
-    table = f"pitr_probe_{int(time.time())}"
-    psql(lead, f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
-    psql(lead, f"INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, 500) g")
-    before = psql(lead, f"SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {table} t")
-    time.sleep(2)
-    noted = datetime.fromtimestamp(float(psql(lead, "SELECT extract(epoch FROM now())")), UTC).isoformat()
-    time.sleep(2)
-    psql(lead, f"DELETE FROM {table}")  # the bad mistake
+    table, before = _probe_table(lead, "pitr_probe", 500)
+    noted = _mistake(lead, table)
     assert psql(lead, f"SELECT count(*) FROM {table}") == "0"
     start = time.monotonic()
     done = _json("restore", "--time", noted, "--into", "scratch")
@@ -117,11 +131,8 @@ def test_a_failed_live_restore_rolls_every_member_back_on_its_data(tampered_back
     """The tampered backup fails after every member was stopped and its data moved aside: the way
     back must leave the same leader, three streaming members and every row as it was."""
     lead = leader()
-    table = f"rollback_probe_{int(time.time())}"
-    psql(lead, f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
-    psql(lead, f"INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, 200) g")
-    check = f"SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {table} t"
-    before = psql(lead, check)
+    table, before = _probe_table(lead, "rollback_probe", 200)
+    check = CHECKSUM.format(table)
     try:
         proc = run_roadie("db", "restore", "--into", "live", "--force", "--confirm", "roadie-catalog",
                           "--backup", tampered_backup, timeout=900)
@@ -174,14 +185,8 @@ def test_restore_over_the_live_cluster_undoes_a_mistake_under_load(first_backup)
     from roadie.loadgen import Load, Target
 
     lead = leader()
-    table = f"live_probe_{int(time.time())}"
-    psql(lead, f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
-    psql(lead, f"INSERT INTO {table} SELECT g, md5(g::text) FROM generate_series(1, 300) g")
-    before = psql(lead, f"SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {table} t")
-    time.sleep(2)
-    noted = datetime.fromtimestamp(float(psql(lead, "SELECT extract(epoch FROM now())")), UTC).isoformat()
-    time.sleep(2)
-    psql(lead, f"DELETE FROM {table}")  # the bad mistake
+    table, before = _probe_table(lead, "live_probe", 300)
+    noted = _mistake(lead, table)
     backups_before = {b["backup_id"] for b in _json("backups")["backups"]}
     plan = _json("restore", "--into", "live", "--time", noted, "--plan")
     assert plan["plan"] and plan["on"] == lead and len(plan["steps"]) >= 10
@@ -205,8 +210,7 @@ def test_restore_over_the_live_cluster_undoes_a_mistake_under_load(first_backup)
           f"requests, {tally['failed']} failed, by status {statuses}")
     try:
         assert f"{done['tables'][f'public.{table}']['rows']}|{done['tables'][f'public.{table}']['md5']}" == before
-        assert psql(lead, f"SELECT count(*), md5(string_agg(t::text, chr(10) ORDER BY t::text)) FROM {table} t") \
-            == before
+        assert psql(lead, CHECKSUM.format(table)) == before
         assert tally["failed"] == 0, tally["failures"][:5]
         assert set(statuses) == {"200", "503 maintenance"}, statuses  # served, maintenance, served again
         assert leader() == lead and done["on"] == lead
