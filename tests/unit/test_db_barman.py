@@ -135,3 +135,14 @@ def test_parse_verify_and_archiver():
 def test_backup_age_counts_only_complete_backups():
     assert barman.backup_age(BACKUPS, NOW) == 3591.0
     assert barman.backup_age([], NOW) is None
+
+
+@pytest.mark.parametrize(("objects", "expected"), [
+    ([], {}),
+    ([("database/roadie-catalog/base/20261123T120000/backup.info", 10),
+      ("database/roadie-catalog/base/20261123T120000/data.tar.gz", 4000),
+      ("database/roadie-catalog/base/20261123T130000/data.tar.gz", 7)],
+     {"20261123T120000": 4010, "20261123T130000": 7}),
+])
+def test_sizes_sum_each_backups_objects(objects, expected):
+    assert barman.sizes(objects) == expected

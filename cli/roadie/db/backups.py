@@ -29,18 +29,16 @@ def scratch_host(found: list[patroni.Member], hosts: dict):
 
 
 def listing(env: str, tr=None, via=None) -> list[barman.Backup]:
-    """barman's list, with each backup's size in the bucket (barman-cloud leaves it empty)."""
+    """barman's list, with each backup's size in the bucket (barman-cloud leaves it empty): one listing."""
     from roadie import aws
 
     if tr is None:
         tr, _, _, via = _hosts(env)
     found = barman.parse_list(tr.run(via, barman.list_cmd(), "listing the backups"))
     s3, bucket = aws.env_client(env, "s3"), aws.bucket(env, "backups")
-    sized = []
-    for b in found:
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=barman.base_prefix(b.backup_id))
-        sized.append(barman.with_size(b, sum(o["Size"] for page in pages for o in page.get("Contents", []))))
-    return sized
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=barman.base_prefix())
+    size = barman.sizes((o["Key"], o["Size"]) for page in pages for o in page.get("Contents", []))
+    return [barman.with_size(b, size.get(b.backup_id, 0)) for b in found]
 
 
 def archiver(tr, lead) -> dict:

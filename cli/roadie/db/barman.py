@@ -109,8 +109,18 @@ def parse_list(text: str) -> list[Backup]:
     return sorted(out, key=lambda b: b.backup_id)
 
 
-def base_prefix(backup_id: str) -> str:
-    return f"{BUCKET_PREFIX}/{SERVER}/base/{backup_id}/"
+def base_prefix(backup_id: str = "") -> str:
+    """Where a backup's objects are in the bucket (every backup's, with no id)."""
+    return f"{BUCKET_PREFIX}/{SERVER}/base/{backup_id}/" if backup_id else f"{BUCKET_PREFIX}/{SERVER}/base/"
+
+
+def sizes(objects) -> dict[str, int]:
+    """Bytes in the bucket per backup id, from (key, size) pairs under base_prefix()."""
+    out: dict[str, int] = {}
+    for key, size in objects:
+        backup_id = key[len(base_prefix()):].split("/", 1)[0]
+        out[backup_id] = out.get(backup_id, 0) + size
+    return out
 
 
 def with_size(b: Backup, size: int) -> Backup:
