@@ -7,6 +7,7 @@ refused.
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -36,6 +37,27 @@ def connect(host: Host, env: str):
     return conn
 
 
+def nodelay(sock) -> bool:
+    """Turn Nagle's algorithm off on a TCP socket; False for anything else (a bastion's channel).
+
+    An SSH exec is a few small packets each way; with Nagle on, one of them
+    waits for the peer's delayed ACK, about 40 ms per command here (48 ms ->
+    13 ms for `true` on a fleet host, and a deploy runs ~20 commands in a row).
+    """
+    if not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return True
+
+
+def open_once(conn) -> None:
+    """Open the connection if it is not (key exchange, auth), with Nagle off."""
+    if conn.is_connected:
+        return
+    conn.open()
+    nodelay(conn.transport.sock)
+
+
 def run(conn, host: Host, command: str, what: str) -> str:
     """Run `command`; a failure names the host, the step and the remote error."""
     result = conn.run(command, hide=True, warn=True, in_stream=False)
@@ -48,8 +70,10 @@ def run(conn, host: Host, command: str, what: str) -> str:
 class SSH:
     """The SSH transport: one Fabric connection per host, reused by every step.
 
-    A host's steps run one at a time (a batch runs different hosts in parallel),
-    so each connection is used by one thread at a time.
+    A host's steps run one at a time (a batch runs different hosts in parallel);
+    the balancer's host may be asked by several threads at once, which one
+    paramiko transport allows (a channel each). Hosts are opened in parallel:
+    the pool's lock covers the bookkeeping, each host's own lock its handshake.
     """
 
     kind = "ssh"
@@ -57,13 +81,18 @@ class SSH:
     def __init__(self, env: str):
         self.env = env
         self._conns: dict[str, object] = {}
+        self._opening: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def _conn(self, host: Host):
         with self._lock:
             if host.name not in self._conns:
                 self._conns[host.name] = connect(host, self.env)
-            return self._conns[host.name]
+                self._opening[host.name] = threading.Lock()
+            conn, opening = self._conns[host.name], self._opening[host.name]
+        with opening:
+            open_once(conn)
+        return conn
 
     def run(self, host: Host, command: str, what: str) -> str:
         """stdout of `command`; OperationFailed naming host, step and remote error otherwise."""

@@ -1,7 +1,11 @@
-"""The SSH transport's error lines: host, step and the remote error's last line; connections dropped on failure."""
+"""The SSH transport's error lines: host, step and the remote error's last line; connections dropped on failure;
+connections opened once, with Nagle off."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +18,8 @@ HOST = Host("catalog-1", "198.18.0.11", ("catalog",))
 
 
 class Conn:
+    is_connected = True
+
     def __init__(self, result=None, exc=None):
         self.result, self.exc, self.closed, self.commands = result, exc, False, []
 
@@ -72,3 +78,67 @@ def test_the_inventory_chooses_the_transport(kind, made):
     else:
         with pytest.raises(BadInput, match=f"roadie_connection '{kind}'"):
             transport.for_env("local", kind)
+
+
+def nodelay_of(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@pytest.fixture
+def tcp():
+    """A real connected TCP socket on loopback (Nagle on, as the kernel makes it)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    yield client
+    for s in (client, peer, server):
+        s.close()
+
+
+def test_nodelay_turns_nagle_off_on_a_tcp_socket(tcp):
+    assert nodelay_of(tcp) == 0
+    assert transport.nodelay(tcp) is True
+    assert nodelay_of(tcp) != 0
+
+
+@pytest.mark.parametrize("sock", [None, "a paramiko Channel through a bastion", socket.socket(socket.AF_UNIX)])
+def test_nodelay_leaves_what_is_not_tcp_alone(sock):
+    assert transport.nodelay(sock) is False
+
+
+class Closed:
+    """A connection not yet open: open() gives it a transport over `sock`."""
+
+    def __init__(self, sock):
+        self.sock, self.opened, self.transport = sock, 0, None
+
+    @property
+    def is_connected(self):
+        return self.transport is not None
+
+    def open(self):
+        self.opened += 1
+        time.sleep(0.02)  # a handshake takes time: threads asking meanwhile must wait for it, not open again
+        self.transport = SimpleNamespace(sock=self.sock)
+
+    def run(self, command, **kwargs):
+        return result(True, stdout=command)
+
+
+def test_a_connection_is_opened_once_with_nagle_off(tcp):
+    conn = Closed(tcp)
+    transport.open_once(conn)
+    transport.open_once(conn)
+    assert conn.opened == 1 and nodelay_of(tcp) != 0
+
+
+def test_the_pool_opens_a_host_once_when_threads_ask_together(monkeypatch, tcp):
+    conn = Closed(tcp)
+    monkeypatch.setattr(transport, "connect", lambda host, env: conn)
+    ssh = transport.SSH("local")
+    threads = [threading.Thread(target=ssh.run, args=(HOST, "true", "x")) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert conn.opened == 1 and nodelay_of(tcp) != 0

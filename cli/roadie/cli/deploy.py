@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -68,8 +69,15 @@ def _unfinished(ctx, service, version, operation, resume, to_previous):
 
 
 def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False, resume=False):
+    from roadie.deploy import preflight
+
+    inventory_read = preflight.read_inventory_early(ctx.obj.env)
+    import boto3  # noqa: F401  (preflight's next needs, loaded while ansible-inventory runs)
+    import fabric  # noqa: F401
+
     from roadie.deploy import run, view
 
+    inventory_read()
     out = output.of(ctx)
     stop = threading.Event()
     if not plan_only:  # a CI job without --yes is refused before any host is asked anything
@@ -79,13 +87,17 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
     entry = None
     if (operation == "rollback" or resume) and not plan_only:  # before preflight: the journal decides
         entry, version, to_previous = _unfinished(ctx, service, version, operation, resume, to_previous)
-    prepared = run.prepare(ctx.obj.env, service, version, opts, operation, out.emit, to_previous=to_previous)
+    # A deploy is refused over a dead deploy's drained hosts: the journal is read during preflight's other reads.
+    check_journal = operation == "deploy" and not resume and not plan_only
+    alongside = (lambda: _unfinished(ctx, service, version, operation, resume, to_previous)) if check_journal else None
+    prepared = run.prepare(ctx.obj.env, service, version, opts, operation, out.emit, to_previous=to_previous,
+                           alongside=alongside)
     prepared.deps.stop = stop
     if plan_only:
         _print_plan(out, prepared)
         return
-    if operation == "deploy" and not resume:  # refused over a dead deploy's drained hosts
-        entry, _, _ = _unfinished(ctx, service, version, operation, resume, to_previous)
+    if check_journal:
+        entry, _, _ = prepared.alongside
     if entry is not None:
         _confirm(ctx, f"settle the unfinished {entry.operation} of {service}, then {operation} {prepared.version}",
                  yes)
@@ -102,6 +114,9 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
             outcome = run.execute(prepared)
     finally:
         restore()
+        # The process ends next: the collector need not walk every object of boto3, Fabric and pydantic
+        # at exit only to free memory the process gives back anyway (0.15-0.25 s on this machine).
+        gc.freeze()
     hosts = outcome.hosts.values()
     out.result({"service": service, "version": prepared.version, "env": ctx.obj.env, **outcome.as_dict()},
                lambda: "\n".join(f"{r.host}: {r.from_version or '(none)'} -> {r.to_version}: {r.result}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from roadie import inventory, model, paths
-from roadie.deploy import audit, canary, engine, journal, table
+from roadie.deploy import audit, canary, engine, journal, preflight, table
 from roadie.deploy import plan as planner
 from roadie.deploy.lock import Lock
 from roadie.errors import BadInput, OperationFailed
@@ -50,6 +50,7 @@ class Prepared:
     facts: dict[str, dict]
     options: Options
     tarballs: dict[str, tuple[Path, str]] = field(default_factory=dict)  # version -> (path, sha256)
+    alongside: object = None  # what prepare's `alongside` read returned
 
 
 def tier(inv: inventory.Inventory, svc: model.Service, only: list[str] | None) -> list[inventory.Host]:
@@ -67,18 +68,23 @@ def tier(inv: inventory.Inventory, svc: model.Service, only: list[str] | None) -
     return hosts
 
 
-def fetch_published(env: str, service: str, version: str) -> tuple[Path, str]:
-    """The published artifact, downloaded once into dist/ and checked against its published sha256."""
+@functools.lru_cache(maxsize=4)
+def _s3(env: str):
+    """One S3 client per environment: made once (boto3 clients cost ~0.1 s to make), used from any thread."""
+    from roadie import aws
+
+    return aws.env_client(env, "s3")
+
+
+def published_sha(env: str, service: str, version: str) -> str:
+    """The sha256 the environment published for the artifact; BadInput if it was never published."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from roadie import aws
     from roadie.release import publish
 
-    s3 = aws.env_client(env, "s3")
-    bucket = aws.bucket(env, "artifacts")
-    key = publish.keys(service, version)["tarball"]
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
+        head = _s3(env).head_object(Bucket=aws.bucket(env, "artifacts"), Key=publish.keys(service, version)["tarball"])
     except ClientError as exc:
         if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
             raise BadInput(f"{service} {version} was never published in {env}: "
@@ -86,13 +92,25 @@ def fetch_published(env: str, service: str, version: str) -> tuple[Path, str]:
         raise OperationFailed(f"The {env} artifacts bucket could not be read: {exc}") from None
     except BotoCoreError as exc:
         raise OperationFailed(f"The {env} AWS API did not answer: {exc}") from None
-    published = head.get("Metadata", {}).get("sha256", "")
+    return head.get("Metadata", {}).get("sha256", "")
+
+
+def fetch_published(env: str, service: str, version: str, published: str | None = None) -> tuple[Path, str]:
+    """The published artifact, downloaded once into dist/ and checked against its published sha256.
+
+    `published`: that sha256 when preflight has already read it.
+    """
+    from roadie import aws
+    from roadie.release import publish
+
+    if published is None:
+        published = published_sha(env, service, version)
     path = artifact.artifact_path(service, version, paths.DIST)
     sha = artifact.sha256_file(path) if path.is_file() else None
     if sha != published:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".download")
-        s3.download_file(bucket, key, str(tmp))
+        _s3(env).download_file(aws.bucket(env, "artifacts"), publish.keys(service, version)["tarball"], str(tmp))
         tmp.replace(path)
         sha = artifact.sha256_file(path)
     if sha != published:
@@ -131,8 +149,15 @@ def _check_version(version: str) -> None:
 
 
 def prepare(env: str, service_name: str, version: str | None, opts: Options, operation: str,
-            emit: Callable[[Event], None], to_previous: bool = False, artifact_source=None) -> Prepared:
-    """Everything that changes nothing: inputs, facts, plan, artifact. Errors here are BadInput."""
+            emit: Callable[[Event], None], to_previous: bool = False, artifact_source=None,
+            alongside: Callable[[], object] | None = None) -> Prepared:
+    """Everything that changes nothing: inputs, facts, plan, artifact. Errors here are BadInput.
+
+    The reads (host facts, the balancer, the artifact's checksum, and
+    `alongside`: the caller's own reads of the deploys table) run at once
+    (deploy/preflight.py); an error of the facts comes first, then the
+    balancer's, then the table's or the artifact's.
+    """
     stack = model.load()
     svc = stack.service(service_name)
     if version is not None:
@@ -159,11 +184,16 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
         deps.judge = lambda batch, old: canary.bake(lambda: balancer.servers(svc.backend), deps.sleep, batch, old,
                                                     bake_rules)
     names = [h.name for h in hosts]
-    try:
-        facts = engine.host_facts(deps, names)
-    except OperationFailed as exc:
-        raise BadInput(f"Preflight: {exc.message}; nothing was changed.") from None
-    if balancer:
+
+    def read_facts() -> dict[str, dict]:
+        try:
+            return engine.host_facts(deps, names)
+        except OperationFailed as exc:
+            raise BadInput(f"Preflight: {exc.message}; nothing was changed.") from None
+
+    def read_balancer() -> None:
+        if not balancer:
+            return
         try:
             servers = balancer.servers(svc.backend)
         except OperationFailed as exc:
@@ -172,9 +202,20 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
         if missing:
             raise BadInput(f"Preflight: {', '.join(missing)} not in the balancer's {svc.backend} backend; "
                            "converge the load balancer first.")
+
+    def read_aws() -> tuple[object, preflight.Tried | None]:
+        """One thread for every AWS client this process makes: boto3's default session makes them one at a time."""
+        side = alongside() if alongside else None
+        # The artifact's published checksum, read before the facts say whether any host needs it.
+        sha = None
+        if version is not None and artifact_source is None and operation != RESTART:
+            sha = preflight.tried(lambda: published_sha(env, svc.name, version))()
+        return side, sha
+
+    facts, _, (side, early_sha) = preflight.together(read_facts, read_balancer, read_aws)
     current = {n: facts[n]["current"] for n in names}
     if operation == RESTART:
-        return _prepare_restart(env, svc, opts, deps, facts, current)
+        return dataclasses.replace(_prepare_restart(env, svc, opts, deps, facts, current), alongside=side)
     to = None
     if to_previous:
         to = {}
@@ -188,11 +229,15 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
                       max_fail=opts.max_fail, min_healthy=svc.min_healthy, drain_timeout=svc.drain_timeout,
                       bring_up=opts.bring_up)
     prepared = Prepared(env=env, operation=operation, service=svc, version=version, plan=p, deps=deps,
-                        facts=facts, options=opts)
+                        facts=facts, options=opts, alongside=side)
     wanted = {m.to_version for m in p.moves.values()
               if m.to_version not in facts[m.host]["releases"]}
     for ver in sorted(wanted):
-        prepared.tarballs[ver] = (artifact_source or fetch_published)(env, svc.name, ver)
+        if artifact_source:
+            prepared.tarballs[ver] = artifact_source(env, svc.name, ver)
+        else:
+            sha = early_sha.get() if early_sha and ver == version else None
+            prepared.tarballs[ver] = fetch_published(env, svc.name, ver, published=sha)
     return prepared
 
 
@@ -303,8 +348,6 @@ def execute(p: Prepared) -> engine.Outcome:
             outcome = engine.Outcome("failed", results, f"lock lost: {lock.lost}", outcome.batches_done)
         if outcome.result == "failed" and p.operation != RESTART:  # a restart changed no release: none to undo
             engine.revert(d, plan, results)
-        elif outcome.result == "ok" and p.operation != RESTART:
-            engine.prune(d, plan.hosts)
         settled = True
     except OperationFailed as exc:
         outcome = engine.Outcome("failed", results, exc.message, outcome.batches_done)
@@ -321,11 +364,18 @@ def execute(p: Prepared) -> engine.Outcome:
                "seconds": round(time.time() - started, 3), **outcome.as_dict(),
                "plan": {"batches": [list(b.hosts) for b in plan.batches], "max_fail": plan.max_fail,
                         "canary": p.options.canary, "bake": p.options.bake, "unchanged": list(plan.unchanged)}}
-        try:
+
+        def bookkeeping() -> None:
             record(p.env, doc)
             log.close()
             if settled:
                 log.end()
+
+        # Old releases are pruned while the audit record and the journal are written (both under the lock);
+        # the lock is released last, after both.
+        prune = settled and outcome.result == "ok" and p.operation != RESTART
+        try:
+            preflight.together(bookkeeping, lambda: engine.prune(d, plan.hosts) if prune else None)
         finally:
             lock.release()
             d.transport.close()
