@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,17 +53,40 @@ def prepare() -> None:
     sh(*ROADIE, "deploy", "catalog", A)
 
 
-def timed_under_load(cmd: list[str]) -> tuple[float, dict, str, loadgen.Load]:
+def timed_under_load(cmd: list[str]) -> tuple[float, dict, str, loadgen.Load, tuple[float, float]]:
+    """Wall seconds of `cmd` under load, the load's summary, its stdout, the load, and its (start, end) wall clock."""
     load = loadgen.Load(LB, [loadgen.Target("catalog", "/api/tracks/{n}", 50)], rate=60, seconds=900).start()
     time.sleep(1)
-    started = time.monotonic()
+    wall0, started = time.time(), time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - started
+    wall1 = time.time()
     time.sleep(1)
     summary = load.stop()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:6])} exited {proc.returncode}: {proc.stderr.strip()[-600:]}")
-    return seconds, summary, proc.stdout, load
+    return seconds, summary, proc.stdout, load, (wall0, wall1)
+
+
+def phases(events: list[dict], wall0: float, wall1: float) -> dict[str, float]:
+    """Where a deploy's wall time went, from its JSON events' clocks and the process's start and end.
+
+    start: process start, imports, preflight, lock and journal, up to `deploy.started`;
+    before_rotation: stage and migrate (and the first capacity read); rotation: first
+    batch started to last batch done (the hosts' steps and the gaps between batches,
+    given apart as between_batches); end: prune, audit record, journal, lock release;
+    exit: from `deploy.finished` to the process's end (the result line, interpreter exit).
+    """
+    at = {}
+    for ev in events:
+        at.setdefault(ev["event"], []).append(ev["ts"])
+    whole = {kind.split(".")[1]: ts[0] for kind, ts in at.items() if kind.count(".") == 1}  # deploy.started ...
+    started, finished = whole["started"], whole["finished"]
+    begun, done = at.get("deploy.batch.started", [started]), at.get("deploy.batch.done", [started])
+    gaps = sum(b - d for d, b in zip(done, begun[1:], strict=False))  # a batch done, the next begun
+    return {k: round(v, 3) for k, v in {
+        "start": started - wall0, "before_rotation": begun[0] - started, "rotation": done[-1] - begun[0],
+        "between_batches": gaps, "end": finished - done[-1], "exit": wall1 - finished}.items()}
 
 
 def draw_timeline(out: str, load: loadgen.Load, version: str) -> str:
@@ -77,16 +101,19 @@ def draw_timeline(out: str, load: loadgen.Load, version: str) -> str:
 
 
 def roadie_run(version: str, draw: bool = False) -> dict:
-    seconds, load, out, gen = timed_under_load([*ROADIE, "--output", "json", "deploy", "catalog", version])
+    seconds, load, out, gen, (wall0, wall1) = timed_under_load([*ROADIE, "--output", "json", "deploy", "catalog",
+                                                                 version])
     if draw:
         draw_timeline(out, gen, version)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith('{"event"')]
     result = json.loads(out.strip().splitlines()[-1])
     steps = [h["steps"] for h in result["hosts"]]
     waits = sum(sum(s.get(k, 0.0) for k in WAITS) for s in steps)  # batches of one host: waits add up
     n = result["batches_done"]
     return {"profile": "roadie", "to": version, "seconds": round(seconds, 2), "failed": load["failed"],
             "requests": load["requests"], "batches": n,
-            "overhead_per_batch_s": round((seconds - waits) / n, 3)}
+            "overhead_per_batch_s": round((seconds - waits) / n, 3), "phases": phases(events, wall0, wall1),
+            "waits_s": round(waits, 3)}
 
 
 def baseline_run(version: str) -> dict:
@@ -94,7 +121,7 @@ def baseline_run(version: str) -> dict:
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", env_inv,
            str(ROOT / "bench" / "baselines" / "rolling_update.yml"),
            "-e", "rolling_service=catalog", "-e", f"rolling_version={version}", "-e", "rolling_serial=1"]
-    seconds, load, _, _ = timed_under_load(cmd)
+    seconds, load, _, _, _ = timed_under_load(cmd)
     return {"profile": "ansible rolling_update.yml", "to": version, "seconds": round(seconds, 2),
             "failed": load["failed"], "requests": load["requests"]}
 
@@ -107,6 +134,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.no_prepare:
         prepare()
+    load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine's cores skews every figure
     runs = []
     for i in range(args.runs):
         runs.append(roadie_run(B, draw=i == args.runs - 1))  # A -> B
@@ -121,6 +149,9 @@ def main() -> None:
         "failed_requests": {"roadie": sum(r["failed"] for r in runs if r["profile"] == "roadie"),
                             "baseline": sum(r["failed"] for r in runs if r["profile"] != "roadie")},
         "overhead_per_batch_s": statistics.median(r["overhead_per_batch_s"] for r in runs if r["profile"] == "roadie"),
+        "roadie_phases_median_s": {k: statistics.median(r["phases"][k] for r in runs if r["profile"] == "roadie")
+                                   for k in runs[0]["phases"]},
+        "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
     }
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
 
