@@ -112,11 +112,10 @@ def plan_restore(env: str, backup_id: str | None, target: str | None, into: str,
         if missing:
             raise OperationFailed(f"{', '.join(missing)} not in the cluster: a restore over the live cluster "
                                   "replaces every member's data (see `roadie db status`).")
-        standbys = sorted(set(hosts) - {lead.name})
+        standbys, clients = sorted(set(hosts) - {lead.name}), [s.name for s in live_clients()]
         return {**point, "on": lead.name, "standbys": standbys, "cluster": live.SCOPE,
-                "stamp": f"{now:%Y%m%dT%H%M%S}", "clients": [s.name for s in live_clients()],
-                "steps": live.steps(lead.name, standbys, chosen.backup_id, point["target_time"],
-                                    [s.name for s in live_clients()])}
+                "stamp": f"{now:%Y%m%dT%H%M%S}", "clients": clients,
+                "steps": live.steps(lead.name, standbys, chosen.backup_id, point["target_time"], clients)}
     on = scratch_host(found, hosts)
     return {**point, "on": on.name, "port": barman.SCRATCH_PORT, "datadir": barman.SCRATCH_DIR}
 

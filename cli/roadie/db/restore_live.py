@@ -163,6 +163,7 @@ def run(env: str, plan: dict, log) -> dict:
             maintenance.switch(env, c, False, message="db.restore live")
         for lock in held:
             lock.release()
+        tr.close()
 
 
 def _put_config(tr, lead: inventory.Host, config: dict, timeout: float = 60) -> None:
