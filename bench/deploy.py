@@ -40,6 +40,15 @@ def sh(*cmd: str, timeout: float = 1800) -> subprocess.CompletedProcess:
     return proc
 
 
+def last_prepared() -> tuple[str, str]:
+    """The versions an earlier prepare() built (its artifacts in dist/), for --no-prepare."""
+    stamps = [p.name.split(".")[-4] for p in (ROOT / "dist").glob("catalog-9.0.0-bench.*.2.tar.gz")]
+    if not stamps:
+        raise SystemExit("--no-prepare: no earlier bench release in dist/; run once without it.")
+    stamp = max(stamps, key=int)
+    return f"9.0.0-bench.{stamp}.1", f"9.0.0-bench.{stamp}.2"
+
+
 def prepare() -> None:
     """Fleet up and converged; catalog A and B built, published and unpacked everywhere, A current."""
     sh(*ROADIE, "local", "up")
@@ -63,8 +72,9 @@ def timed_under_load(cmd: list[str]) -> tuple[float, dict, str, loadgen.Load, tu
     wall1 = time.time()
     time.sleep(1)
     summary = load.stop()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:6])} exited {proc.returncode}: {proc.stderr.strip()[-600:]}")
+    if proc.returncode != 0:  # --output json reports the error on stdout
+        said = (proc.stderr.strip() or proc.stdout.strip())[-600:]
+        raise SystemExit(f"{' '.join(cmd[:6])} exited {proc.returncode}: {said}")
     return seconds, summary, proc.stdout, load, (wall0, wall1)
 
 
@@ -132,7 +142,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-prepare", action="store_true")
     args = ap.parse_args()
-    if not args.no_prepare:
+    global A, B
+    if args.no_prepare:
+        A, B = last_prepared()
+    else:
         prepare()
     load_before = [round(x, 2) for x in os.getloadavg()]  # other work on the machine's cores skews every figure
     runs = []

@@ -72,6 +72,19 @@ def test_unpack_verifies_renames_in_and_is_repeatable(tree):
     assert (tree / "svc/releases/1.0.0/bin/serve").read_bytes() == b"#!/bin/sh\n"  # a release never changes
 
 
+@pytest.mark.parametrize("source, compiled", [
+    (b"VALUE = 1\n", True),  # bytecode beside it, so a restart does not compile the release again
+    (b"def broken(:\n", False),  # the host's python3 cannot run it: the stage fails, nothing is renamed in
+])
+def test_unpack_compiles_the_release_or_refuses_it(tree, source, compiled):
+    tarball = tree / "svc/releases/.incoming-1.0.0.tar.gz"
+    sha = make_tarball(tarball, {"app/mod.py": source})
+    proc = run(in_tree(cmd.unpack("svc", "1.0.0", sha), tree))
+    assert (proc.returncode == 0) is compiled
+    assert (tree / "svc/releases/1.0.0").exists() is compiled
+    assert bool(list(tree.glob("svc/releases/1.0.0/app/__pycache__/mod.*.pyc"))) is compiled
+
+
 def test_unpack_refuses_a_tampered_upload(tree):
     tarball = tree / "svc/releases/.incoming-1.0.0.tar.gz"
     make_tarball(tarball, {"a": b"1"})

@@ -25,7 +25,16 @@ def incoming(service: str, version: str) -> str:
 
 
 def unpack(service: str, version: str, sha256: str) -> str:
-    """Verify the uploaded tarball, unpack it beside its final place, rename it in."""
+    """Verify the uploaded tarball, unpack it beside its final place, compile its Python, rename it in.
+
+    The artifact carries no bytecode (it is reproducible), and the running
+    service may not write any (its release is read-only), so without this
+    every restart compiles the app and its libraries again: ~0.2 s of each
+    host's downtime in a rotation. The host's own python3, the one bin/serve
+    runs, compiles them here, as Debian's py3compile does at install time;
+    unchecked-hash because a release never changes. A file that python3
+    cannot compile fails the stage, before any host runs the release.
+    """
     final, tarball = release_dir(service, version), incoming(service, version)
     tmp = f"{final}.unpacking"
     return " && ".join([
@@ -35,6 +44,7 @@ def unpack(service: str, version: str, sha256: str) -> str:
         f"rm -rf {tmp}",
         f"mkdir -p {tmp}",
         f"tar -xzf {tarball} -C {tmp} --no-same-owner",
+        f"python3 -m compileall -q -j0 --invalidation-mode unchecked-hash {tmp}",
         f"chmod -R go-w {tmp}",
         f"mv -T {tmp} {final}",
         f"rm -f {tarball}",
@@ -122,7 +132,7 @@ def health_script(service: str, version: str, seconds: int = 60, health_path: st
         "        last = 'version ' + str(got.get('version'))\n"
         "    except Exception as exc:\n"
         "        last = str(exc)\n"
-        "    time.sleep(0.2)\n"
+        "    time.sleep(0.05)\n"
         f"sys.exit('not healthy at %s after {seconds} s: %s' % (base, last))\n"
     )
 

@@ -121,7 +121,7 @@ def _on_each(names: list[str], one: Callable[[str], object]) -> list:
 def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, facts: dict[str, dict]) -> None:
     """Unpack the release beside the running one on every host; nothing is switched."""
     svc = d.service.name
-    need = tarball.stat().st_size * 4  # tarball + unpacked tree, with room to spare
+    need = tarball.stat().st_size * 4  # tarball + unpacked tree and its bytecode (~3.5x), with room to spare
 
     def one(name: str) -> None:
         host = d.hosts[name]
