@@ -89,3 +89,56 @@ def test_live_refusals_come_before_any_host_is_asked(monkeypatch, args, message)
     result = CliRunner().invoke(main, ["db", "restore", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_every_undo_runs_even_when_one_fails(monkeypatch):
+    """Maintenance off for the first client fails: the second still leaves maintenance,
+    both locks are released and the connections closed, and the failure is not hidden."""
+    from roadie import inventory
+    from roadie.db import backups, ops, restore_live
+    from roadie.deploy import run as deploy_run
+    from roadie.errors import OperationFailed
+    from roadie.ops import maintenance
+
+    done = []
+
+    class Transport:
+        def run(self, host, command, what):
+            return "500 Patroni is busy"  # the configuration read fails: the restore stops there
+
+        def close(self):
+            done.append("closed")
+
+    class Lock:
+        def __init__(self, service):
+            self.service = service
+
+        def acquire(self, *args):
+            done.append(f"locked {self.service}")
+
+        def start_renewing(self):
+            pass
+
+        def release(self):
+            done.append(f"released {self.service}")
+
+    def switch(env, service, on, message=""):
+        done.append(f"maintenance {'on' if on else 'off'} {service}")
+        if not on and service == "catalog":
+            raise OperationFailed("the balancer did not answer")
+        return {"was_on": False}
+
+    hosts = [inventory.Host(n, f"198.18.0.{i}", ("database",)) for i, n in enumerate(("db-1", "db-2"), 15)]
+    monkeypatch.setattr(ops, "transport", lambda env: Transport())
+    monkeypatch.setattr(ops, "db_hosts", lambda env: hosts)
+    monkeypatch.setattr(deploy_run, "lock_for", lambda env, service: Lock(service))
+    monkeypatch.setattr(backups, "backup", lambda env, opts: {"backup_id": "B", "size": 1, "seconds": 1})
+    monkeypatch.setattr(maintenance, "switch", switch)
+    plan = {"on": "db-1", "standbys": ["db-2"], "target_time": None, "stamp": "20261123T120000",
+            "clients": ["catalog", "streaming"], "backup_id": "A"}
+    with pytest.raises(OperationFailed, match="the balancer did not answer") as failed:
+        restore_live.run("local", plan, lambda line: None)
+    assert "Patroni answered 500" in str(failed.value.__context__)
+    assert done == ["locked catalog", "locked streaming", "maintenance on catalog", "maintenance on streaming",
+                    "maintenance off streaming", "maintenance off catalog", "released streaming",
+                    "released catalog", "closed"]

@@ -8,6 +8,7 @@ from before; the fresh backup taken first is the second way back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -102,13 +103,15 @@ def run(env: str, plan: dict, log) -> dict:
     when = barman.parse_target(plan["target_time"]) if plan["target_time"] else None
     cluster = _Cluster(env, tr, lead, standbys, live.aside_dir(plan["stamp"]), log)
     start = time.monotonic()
-    locks = [deploy_run.lock_for(env, c) for c in plan["clients"]]
-    held, in_maintenance = [], []
-    try:
-        for lock in locks:
+    # Undone in reverse whatever happens, each undo even when one before it fails:
+    # maintenance off, then the locks, then the connections.
+    with contextlib.ExitStack() as undo:
+        undo.callback(tr.close)
+        for c in plan["clients"]:
+            lock = deploy_run.lock_for(env, c)
             lock.acquire(table.actor(), "db.restore live", f"restore {plan['backup_id']} over the live cluster")
+            undo.callback(lock.release)
             lock.start_renewing()
-            held.append(lock)
         if when is not None:
             backups.archive_now(tr, lead, log)
         fresh = backups.backup(env, {"on": lead.name})
@@ -116,7 +119,7 @@ def run(env: str, plan: dict, log) -> dict:
             "the state being replaced stays restorable")
         for c in plan["clients"]:
             if not maintenance.switch(env, c, True, message="db.restore live")["was_on"]:
-                in_maintenance.append(c)
+                undo.callback(maintenance.switch, env, c, False, message="db.restore live")
         status, body = patroni.split_answer(tr.run(lead, patroni.config_cmd(lead.address),
                                                    "reading Patroni's dynamic configuration"))
         if status != 200:
@@ -158,12 +161,6 @@ def run(env: str, plan: dict, log) -> dict:
                 "into": "live", "fresh_backup": fresh["backup_id"], "downtime_seconds": downtime,
                 "seconds": round(time.monotonic() - start, 2), "tables": tables,
                 "kept": {"host": lead.name, "datadir": cluster.aside}, "standbys": plan["standbys"]}
-    finally:
-        for c in in_maintenance:
-            maintenance.switch(env, c, False, message="db.restore live")
-        for lock in held:
-            lock.release()
-        tr.close()
 
 
 def _put_config(tr, lead: inventory.Host, config: dict, timeout: float = 60) -> None:
