@@ -129,9 +129,12 @@ class SSH:
                 pass
 
 
+SSH_KINDS = ("ssh", "local", "bastion")  # roadie_connection values reached over SSH (bastion: a ProxyJump)
+
+
 def for_env(env: str, connection: str = "ssh"):
     """The transport an inventory asks for (roadie_connection)."""
-    if connection in ("ssh", "local", "bastion"):
+    if connection in SSH_KINDS:
         return SSH(env)
     if connection == "ssm":
         from roadie.transport_ssm import SSM

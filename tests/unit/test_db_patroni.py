@@ -60,3 +60,33 @@ def test_commands_post_the_switchover_to_the_members_own_address():
     cmd = patroni.switchover_cmd("198.18.0.15", "db-1", "db-2")
     assert cmd.startswith("python3 -c ") and "http://198.18.0.15:8008/switchover" in cmd
     assert '"leader": "db-1", "candidate": "db-2"' in cmd and "'POST'" in cmd
+
+
+def test_one_transport_serves_every_read_of_a_command(monkeypatch):
+    """`db status` and a backup's plan ask the same hosts several times: one transport (one SSH
+    handshake per host), not one per read, and it is closed at exit."""
+    import json
+
+    from roadie.db import backups, ops
+    from roadie.deploy import run as deploy_run
+
+    made, closed = [], []
+
+    class Transport:
+        def run(self, host, command, what):
+            return "200 " + json.dumps({"members": [{"name": "db-1", "role": "leader", "state": "running"}]})
+
+        def close(self):
+            closed.append(self)
+
+    monkeypatch.setattr(deploy_run, "transport_for", lambda inv: made.append(Transport()) or made[-1])
+    monkeypatch.setattr(ops.atexit, "register", lambda fn: closed.append(fn))
+    ops.transport.cache_clear()
+    try:
+        assert ops.status("local")["leader"] == "db-1"
+        assert backups.plan_backup("local")["on"] == "db-1"
+        ops.members("local")
+    finally:
+        ops.transport.cache_clear()
+    assert len(made) == 1
+    assert closed == [made[0].close]  # registered to close at exit

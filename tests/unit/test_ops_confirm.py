@@ -51,3 +51,19 @@ def test_production_without_yes_and_no_terminal_is_refused_before_any_host(prod,
 def test_with_yes_it_goes_on_to_the_hosts(prod, args):
     result = CliRunner().invoke(main, ["--env", "prod-eu", "ops", *args])
     assert result.exit_code != 2 and "it needs --yes" not in result.output, result.output
+
+
+@pytest.mark.parametrize(("connection", "args", "refused"), [
+    ("ssm", ["exec", "catalog", "--yes", "--", "uptime"], True),
+    ("ssm", ["logs", "catalog"], True),
+    ("ssm", ["logs", "catalog", "--follow"], True),
+    ("bastion", ["exec", "catalog", "--yes", "--", "uptime"], False),  # SSH through a jump host
+    ("ssh", ["logs", "catalog"], False),
+])
+def test_logs_and_exec_refuse_a_fleet_without_ssh_before_any_host(prod, tmp_path, connection, args, refused):
+    """They stream each host's lines over SSH; an SSM fleet gets one line and exit 2, not SSH timeouts."""
+    vars_file = tmp_path / "inventories" / "prod-eu" / "group_vars" / "all" / "main.yml"
+    vars_file.write_text(f"roadie_env: production\nroadie_connection: {connection}\n")
+    result = CliRunner().invoke(main, ["--env", "prod-eu", "ops", *args])
+    assert ("needs SSH to the hosts" in result.output) is refused, result.output
+    assert (result.exit_code == 2) is refused, result.output

@@ -141,6 +141,7 @@ def logs(ctx, tier, since, lines, grep, follow):
     lg.check(lines, grep, since)
     out = output.of(ctx)
     stack, inv = model.load(), inventory.load(ctx.obj.env)
+    remote.require_ssh(inv, "logs")
     hosts = common.select(inv, tier)
     width = max(len(h.name) for h in hosts)
     by_units: dict[tuple, list] = {}
@@ -245,11 +246,13 @@ def exec_(ctx, group, command, timeout, message, plan_only, yes):
     """Run a command on every host of GROUP (groups or hosts, comma-separated): roadie ops exec GROUP -- CMD."""
     from roadie import inventory
     from roadie.errors import OperationFailed
-    from roadie.ops import common, execute
+    from roadie.ops import common, execute, remote
 
     out = output.of(ctx)
     line = execute.command_line(command)
-    hosts = common.select(inventory.load(ctx.obj.env), group)
+    inv = inventory.load(ctx.obj.env)
+    remote.require_ssh(inv, "exec")
+    hosts = common.select(inv, group)
     if plan_only:
         out.result({"plan": True, "group": group, "hosts": [h.name for h in hosts], "command": line},
                    f"would run on {', '.join(h.name for h in hosts)}: {line}")

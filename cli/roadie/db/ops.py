@@ -3,6 +3,8 @@ asked through roadie's SSH transport. Decisions are in patroni.py (pure)."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import time
 
@@ -25,10 +27,16 @@ def db_hosts(env: str) -> list[inventory.Host]:
     return hosts
 
 
+@functools.lru_cache(maxsize=4)
 def transport(env: str):
+    """One per environment for the whole command: `db status` and a backup ask the same hosts several
+    times, and each new transport was a new SSH handshake per host. Closed at exit (or earlier by its
+    user: a closed transport opens again when asked)."""
     from roadie.deploy import run
 
-    return run.transport_for(inventory.load(env))
+    tr = run.transport_for(inventory.load(env))
+    atexit.register(tr.close)
+    return tr
 
 
 def members(env: str, tr=None) -> tuple[list[patroni.Member], inventory.Host]:

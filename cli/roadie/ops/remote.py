@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from typing import Callable
 
 from roadie import transport
-from roadie.inventory import Host
+from roadie.errors import BadInput
+from roadie.inventory import Host, Inventory
 from roadie.ops.common import PARALLEL
+
+
+def require_ssh(inv: Inventory, what: str) -> None:
+    """logs and exec stream each host's lines and exit code, which only SSH gives: an SSM inventory is
+    refused in one line rather than left to time out on SSH ports its hosts do not open."""
+    kind = str(inv.env_vars.get("roadie_connection", "ssh"))
+    if kind not in transport.SSH_KINDS:
+        raise BadInput(f"`roadie ops {what}` needs SSH to the hosts, and the {inv.env} inventory reaches them by "
+                       f"{kind}: use `aws ssm start-session --target INSTANCE-ID`, or roadie_connection: bastion.")
 
 
 @dataclass
