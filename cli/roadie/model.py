@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,9 +48,38 @@ class LoadBalancer(_Model):
     maintenance_map: str = Field(default="/etc/haproxy/maintenance.map", pattern=r"^/")
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class Database(_Model):
     group: str
-    port: int = Field(ge=1, le=65535)
+    port: Port
+    # Patroni's cluster name (etcd key prefix) and barman-cloud's server name: one word, as it goes
+    # into etcd keys, bucket keys and shell lines.
+    patroni_scope: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    patroni_rest_port: Port
+    etcd_client_port: Port
+    etcd_peer_port: Port
+    # Bucket key prefix of the backups: words joined by "/", no leading or trailing "/".
+    backup_prefix: str = Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+    @model_validator(mode="after")
+    def _distinct_ports(self):
+        ports = {"port": self.port, "patroni_rest_port": self.patroni_rest_port,
+                 "etcd_client_port": self.etcd_client_port, "etcd_peer_port": self.etcd_peer_port}
+        if len(set(ports.values())) != len(ports):
+            raise ValueError(f"two database listeners share a port: {ports}")
+        return self
+
+    @property
+    def backup_server(self) -> str:
+        """barman-cloud's server name: the Patroni scope (the role's database_backup_server)."""
+        return self.patroni_scope
+
+    @property
+    def backup_base(self) -> str:
+        """Where the base backups are in the backups bucket."""
+        return f"{self.backup_prefix}/{self.backup_server}/base/"
 
 
 class Stack(_Model):

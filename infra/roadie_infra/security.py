@@ -28,8 +28,14 @@ class Rule:
 
 def rules(stack) -> list[Rule]:
     """The tier matrix; app and database ports from the service model (a roadie.model.Stack)."""
-    streaming, catalog = stack.services["streaming"], stack.services["catalog"]
-    postgres = stack.database.port
+    streaming, catalog, db = stack.services["streaming"], stack.services["catalog"], stack.database
+    postgres = db.port
+    # Between database hosts only (as the role's nftables admits them): Patroni on every member
+    # uses etcd's client port on each, etcd members talk on the peer port, and members ask each
+    # other's Patroni REST API (failover and switchover checks). roadie asks Patroni on the member
+    # itself, which no security group sees.
+    cluster = [(db.etcd_client_port, "etcd clients (Patroni)"), (db.etcd_peer_port, "etcd peers"),
+               (db.patroni_rest_port, "Patroni REST API between members")]
     return [
         Rule("ingress", "loadbalancer", ANYWHERE, 80, "HTTP from listeners, redirected to HTTPS"),
         Rule("ingress", "loadbalancer", ANYWHERE, 443, "HTTPS from listeners"),
@@ -43,6 +49,7 @@ def rules(stack) -> list[Rule]:
         Rule("ingress", "database", "catalog", postgres, "queries from the catalog API"),
         Rule("ingress", "database", "database", postgres, "streaming replication"),
         Rule("egress", "database", "database", postgres, "streaming replication"),
+        *(Rule(d, "database", "database", port, why) for port, why in cluster for d in ("ingress", "egress")),
         Rule("egress", "database", ANYWHERE, 443, "backups to S3, SSM and package mirrors"),
     ]
 

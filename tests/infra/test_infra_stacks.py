@@ -17,9 +17,9 @@ STACK = model.load()
 
 # Resource counts per stack, and the pieces that differ between stacks.
 EXPECTED_COUNTS = {
-    "dev": {"total": 97, "Subnet": 6, "NatGateway": 1, "Eip": 1, "RouteTable": 3, "Instance": 2},
-    "staging": {"total": 105, "Subnet": 9, "NatGateway": 1, "Eip": 1, "RouteTable": 4, "Instance": 2},
-    "prod": {"total": 109, "Subnet": 9, "NatGateway": 3, "Eip": 3, "RouteTable": 4, "Instance": 2},
+    "dev": {"total": 103, "Subnet": 6, "NatGateway": 1, "Eip": 1, "RouteTable": 3, "Instance": 2},
+    "staging": {"total": 111, "Subnet": 9, "NatGateway": 1, "Eip": 1, "RouteTable": 4, "Instance": 2},
+    "prod": {"total": 115, "Subnet": 9, "NatGateway": 3, "Eip": 3, "RouteTable": 4, "Instance": 2},
 }
 EXPECTED_OUTPUTS = {"vpcId", "publicSubnetIds", "privateSubnetIds", "databaseSubnetIds", "albDnsName", "bucketNames",
                     "targetGroupArns", "autoScalingGroups", "databasePrimaryAddress", "databaseReplicaAddress",
@@ -115,15 +115,19 @@ def test_s3_endpoint_and_flow_logs(built):
 
 
 # Who may reach whom on which port; anything not listed must be impossible.
-def tier_matrix(streaming_port: int, catalog_port: int, db_port: int) -> set[tuple[str, str, int]]:
+def tier_matrix(streaming_port: int, catalog_port: int, db_port: int, *cluster_ports: int) -> set[tuple[str, str, int]]:
+    """CLUSTER_PORTS: etcd's and Patroni's, between database hosts only."""
     return {
         ("internet", "loadbalancer", 80), ("internet", "loadbalancer", 443),
         ("loadbalancer", "streaming", streaming_port), ("loadbalancer", "catalog", catalog_port),
         ("catalog", "database", db_port), ("database", "database", db_port),
+        *(("database", "database", p) for p in cluster_ports),
     }
 
 PORTS = {"streaming": STACK.service("streaming").port, "catalog": STACK.service("catalog").port,
-         "database": STACK.database.port}
+         "database": STACK.database.port, "etcd_client": STACK.database.etcd_client_port,
+         "etcd_peer": STACK.database.etcd_peer_port, "patroni_rest": STACK.database.patroni_rest_port}
+CLUSTER = ("etcd_client", "etcd_peer", "patroni_rest")
 
 
 def ingress_graph(built) -> set[tuple[str, str, int]]:
@@ -139,8 +143,10 @@ def ingress_graph(built) -> set[tuple[str, str, int]]:
 
 
 def test_security_group_graph_is_the_tier_matrix(built):
-    assert ingress_graph(built) == tier_matrix(PORTS["streaming"], PORTS["catalog"], PORTS["database"])
+    assert ingress_graph(built) == tier_matrix(PORTS["streaming"], PORTS["catalog"], PORTS["database"],
+                                               *(PORTS[p] for p in CLUSTER))
     assert (PORTS["streaming"], PORTS["catalog"], PORTS["database"]) == (80, 8080, 5432)
+    assert tuple(PORTS[p] for p in CLUSTER) == (2379, 2380, 8008)
 
 
 @pytest.mark.parametrize("source, target, port, allowed", [
@@ -157,6 +163,9 @@ def test_security_group_graph_is_the_tier_matrix(built):
     ("catalog", "database", "database", True),
     ("database", "database", "database", True),
     ("catalog", "streaming", "streaming", False),
+    # The HA cluster forms only if its members reach each other's etcd and Patroni; nobody else does.
+    *(("database", "database", p, True) for p in CLUSTER),
+    *((src, "database", p, False) for p in CLUSTER for src in ("internet", "loadbalancer", "streaming", "catalog")),
 ])
 def test_who_may_reach_whom(built, source, target, port, allowed):
     port = PORTS.get(port, port)
@@ -176,6 +185,7 @@ def test_egress_is_restricted_per_tier(built):
         ("loadbalancer", "catalog", catalog, catalog),
         ("streaming", "0.0.0.0/0", 443, 443), ("catalog", "0.0.0.0/0", 443, 443),
         ("catalog", "database", postgres, postgres), ("database", "database", postgres, postgres),
+        *(("database", "database", PORTS[p], PORTS[p]) for p in CLUSTER),
         ("database", "0.0.0.0/0", 443, 443),
     }
     assert not [g for g in built.of("SecurityGroup") if g["inputs"].get("ingress") or g["inputs"].get("egress")]

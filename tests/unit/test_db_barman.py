@@ -146,3 +146,15 @@ def test_backup_age_counts_only_complete_backups():
 ])
 def test_sizes_sum_each_backups_objects(objects, expected):
     assert barman.sizes(objects) == expected
+    assert barman.sizes([(k.replace("database/", "pg/", 1), n) for k, n in objects], "pg/roadie-catalog/base/") \
+        == expected
+
+
+@pytest.mark.parametrize(("backup_id", "base", "expected"), [
+    # No base: the model's roadie_database backup_prefix / patroni_scope (the role's archive).
+    ("", None, "database/roadie-catalog/base/"),
+    ("20261123T120000", None, "database/roadie-catalog/base/20261123T120000/"),
+    ("20261123T120000", "pg/other/base/", "pg/other/base/20261123T120000/"),
+])
+def test_base_prefix(backup_id, base, expected):
+    assert barman.base_prefix(backup_id, base) == expected

@@ -46,8 +46,11 @@ def test_recover_script_restores_into_the_empty_live_dir_unreachable_then_stops(
     (live.move_aside_cmd(ASIDE),
      f"set -eu; [ ! -e {ASIDE} ] || {{ echo '{ASIDE} exists already' >&2; exit 1; }}; "
      f"mv {DATADIR} {ASIDE} && install -d -o postgres -g postgres -m 0700 {DATADIR}"),
+    # No name: the model's roadie_database.patroni_scope.
     (live.remove_cluster_cmd(),
      "printf %s 'roadie-catalog\nYes I am aware\n' | patronictl -c /etc/patroni/config.yml remove roadie-catalog"),
+    (live.remove_cluster_cmd("other-cluster"),
+     "printf %s 'other-cluster\nYes I am aware\n' | patronictl -c /etc/patroni/config.yml remove other-cluster"),
     (live.start_member_cmd(), "systemctl start patroni"),
     (live.drop_aside_cmd(ASIDE), f"rm -rf {ASIDE}"),
 ])
@@ -76,6 +79,9 @@ def test_steps_stop_standbys_before_the_leader_and_start_the_leader_first():
         < text.index("restore 20261123T120000 on db-1, recover to the end of 20261123T120000") \
         < text.index("start Patroni on db-1") < text.index("start Patroni on db-2, db-3")
     assert steps[1].startswith("maintenance on for catalog") and steps[-1].startswith("maintenance off for catalog")
+    assert "remove the cluster from etcd (patronictl remove roadie-catalog)" in steps
+    assert "remove the cluster from etcd (patronictl remove other)" in live.steps(
+        "db-1", ["db-2"], "20261123T120000", None, [], cluster="other")
 
 
 @pytest.mark.parametrize(("args", "message"), [

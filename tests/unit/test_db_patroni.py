@@ -1,5 +1,7 @@
 """roadie db: reading Patroni's /cluster answer and choosing a switchover target (pure)."""
 
+import shlex
+
 import pytest
 
 from roadie.db import patroni
@@ -60,6 +62,21 @@ def test_commands_post_the_switchover_to_the_members_own_address():
     cmd = patroni.switchover_cmd("198.18.0.15", "db-1", "db-2")
     assert cmd.startswith("python3 -c ") and "http://198.18.0.15:8008/switchover" in cmd
     assert '"leader": "db-1", "candidate": "db-2"' in cmd and "'POST'" in cmd
+
+
+@pytest.mark.parametrize(("make", "path", "method"), [
+    (lambda port: patroni.cluster_cmd("198.18.0.16", port), "/cluster", "GET"),
+    (lambda port: patroni.switchover_cmd("198.18.0.16", "db-1", "db-2", port), "/switchover", "POST"),
+    (lambda port: patroni.config_cmd("198.18.0.16", port), "/config", "GET"),
+    (lambda port: patroni.put_config_cmd("198.18.0.16", {"ttl": 20}, port), "/config", "PUT"),
+])
+@pytest.mark.parametrize(("port", "expected"), [(None, 8008), (8100, 8100)])
+def test_commands_ask_the_given_port_else_the_models(make, path, method, port, expected):
+    """No port: roadie_database.patroni_rest_port from inventories/stack.yml (8008), where the role makes it listen."""
+    python, flag, code = shlex.split(make(port))
+    assert (python, flag) == ("python3", "-c")
+    assert f"u.Request('http://198.18.0.16:{expected}{path}', " in code and f"method={method!r}" in code
+    assert (":8008/" in code) is (expected == 8008)
 
 
 def test_one_transport_serves_every_read_of_a_command(monkeypatch):

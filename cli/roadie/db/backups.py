@@ -36,8 +36,9 @@ def listing(env: str, tr=None, via=None) -> list[barman.Backup]:
         tr, _, _, via = _hosts(env)
     found = barman.parse_list(tr.run(via, barman.list_cmd(), "listing the backups"))
     s3, bucket = aws.env_client(env, "s3"), aws.bucket(env, "backups")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=barman.base_prefix())
-    size = barman.sizes((o["Key"], o["Size"]) for page in pages for o in page.get("Contents", []))
+    base = barman.base_prefix()
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base)
+    size = barman.sizes(((o["Key"], o["Size"]) for page in pages for o in page.get("Contents", [])), base)
     return [barman.with_size(b, size.get(b.backup_id, 0)) for b in found]
 
 
@@ -113,7 +114,7 @@ def plan_restore(env: str, backup_id: str | None, target: str | None, into: str,
             raise OperationFailed(f"{', '.join(missing)} not in the cluster: a restore over the live cluster "
                                   "replaces every member's data (see `roadie db status`).")
         standbys, clients = sorted(set(hosts) - {lead.name}), [s.name for s in live_clients()]
-        return {**point, "on": lead.name, "standbys": standbys, "cluster": live.SCOPE,
+        return {**point, "on": lead.name, "standbys": standbys, "cluster": live.scope(),
                 "stamp": f"{now:%Y%m%dT%H%M%S}", "clients": clients,
                 "steps": live.steps(lead.name, standbys, chosen.backup_id, point["target_time"], clients)}
     on = scratch_host(found, hosts)

@@ -17,6 +17,7 @@ import shlex
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from roadie import model
 from roadie.errors import BadInput, OperationFailed
 
 WRAPPER = "/usr/local/bin/roadie-barman"
@@ -25,10 +26,6 @@ SCRATCH_PORT = 5499
 SCRATCH_DIR = "/var/lib/postgresql/roadie-scratch"
 SCRATCH_SOCKETS = "/var/run/postgresql/roadie-scratch"
 BINDIR = "/usr/lib/postgresql/15/bin"
-# Where the role's archive lives in the backups bucket (roles/database defaults:
-# database_backup_prefix / database_backup_server).
-BUCKET_PREFIX = "database"
-SERVER = "roadie-catalog"
 _BACKUP_ID = re.compile(r"^\d{8}T\d{6}$")
 
 
@@ -109,16 +106,19 @@ def parse_list(text: str) -> list[Backup]:
     return sorted(out, key=lambda b: b.backup_id)
 
 
-def base_prefix(backup_id: str = "") -> str:
-    """Where a backup's objects are in the bucket (every backup's, with no id)."""
-    return f"{BUCKET_PREFIX}/{SERVER}/base/{backup_id}/" if backup_id else f"{BUCKET_PREFIX}/{SERVER}/base/"
+def base_prefix(backup_id: str = "", base: str | None = None) -> str:
+    """Where a backup's objects are in the bucket (every backup's, with no id). BASE: the service
+    model's (roadie_database backup_prefix/patroni_scope/base/, where the role archives)."""
+    base = base or model.load().database.backup_base
+    return f"{base}{backup_id}/" if backup_id else base
 
 
-def sizes(objects) -> dict[str, int]:
-    """Bytes in the bucket per backup id, from (key, size) pairs under base_prefix()."""
+def sizes(objects, base: str | None = None) -> dict[str, int]:
+    """Bytes in the bucket per backup id, from (key, size) pairs under base_prefix(base=BASE)."""
     out: dict[str, int] = {}
+    prefix = base_prefix(base=base)
     for key, size in objects:
-        backup_id = key[len(base_prefix()):].split("/", 1)[0]
+        backup_id = key[len(prefix):].split("/", 1)[0]
         out[backup_id] = out.get(backup_id, 0) + size
     return out
 

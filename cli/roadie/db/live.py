@@ -16,12 +16,11 @@ from __future__ import annotations
 import shlex
 from datetime import datetime
 
+from roadie import model
 from roadie.db import barman
 
 DATADIR = "/var/lib/postgresql/15/main"
 PATRONI_CONFIG = "/etc/patroni/config.yml"
-# Patroni's cluster name (its etcd prefix); the role names the barman server after it.
-SCOPE = barman.SERVER
 # The restored server recovers on the scratch port behind its own socket: no client reaches it
 # before Patroni takes it over.
 RECOVERY_SOCKETS = "/var/run/postgresql/roadie-restore"
@@ -50,11 +49,18 @@ def start_member_cmd() -> str:
     return "systemctl start patroni"
 
 
-def remove_cluster_cmd(scope: str = SCOPE) -> str:
+def scope() -> str:
+    """Patroni's cluster name (its etcd prefix), from the service model: roadie_database.patroni_scope."""
+    return model.load().database.patroni_scope
+
+
+def remove_cluster_cmd(cluster: str | None = None) -> str:
     """patronictl's own removal of the cluster from etcd, its three prompts answered: the cluster's
-    name, the acknowledgement, and (only if a leader still holds the key) nothing, so it aborts."""
-    answers = shlex.quote(f"{scope}\nYes I am aware\n")
-    return f"printf %s {answers} | patronictl -c {PATRONI_CONFIG} remove {shlex.quote(scope)}"
+    name, the acknowledgement, and (only if a leader still holds the key) nothing, so it aborts.
+    CLUSTER: the model's scope()."""
+    cluster = cluster or scope()
+    answers = shlex.quote(f"{cluster}\nYes I am aware\n")
+    return f"printf %s {answers} | patronictl -c {PATRONI_CONFIG} remove {shlex.quote(cluster)}"
 
 
 def move_aside_cmd(aside: str) -> str:
@@ -88,8 +94,9 @@ def recover_script(backup_id: str, target: datetime | None) -> str:
     ])
 
 
-def steps(leader: str, others: list[str], backup_id: str, target: str | None, clients: list[str]) -> list[str]:
-    """What the restore does, in order (the --plan output and the docs)."""
+def steps(leader: str, others: list[str], backup_id: str, target: str | None, clients: list[str],
+          cluster: str | None = None) -> list[str]:
+    """What the restore does, in order (the --plan output and the docs). CLUSTER: the model's scope()."""
     to = target or f"the end of {backup_id}"
     *first, last = stop_order(leader, others)
     return [
@@ -97,7 +104,7 @@ def steps(leader: str, others: list[str], backup_id: str, target: str | None, cl
         *(f"maintenance on for {c}: the balancer answers 503 with Retry-After" for c in clients),
         "save Patroni's dynamic configuration",
         f"stop Patroni on {', '.join(first)}, then on {last}" if first else f"stop Patroni on {last}",
-        f"remove the cluster from etcd (patronictl remove {SCOPE})",
+        f"remove the cluster from etcd (patronictl remove {cluster or scope()})",
         f"move every member's data directory aside ({DATADIR}{ASIDE_SUFFIX}STAMP)",
         f"restore {backup_id} on {leader}, recover to {to}, promote",
         f"start Patroni on {leader} (it takes the restored data as the cluster); put the configuration back",

@@ -11,9 +11,9 @@ import json
 import shlex
 from dataclasses import asdict, dataclass
 
+from roadie import model
 from roadie.errors import BadInput, OperationFailed
 
-REST_PORT = 8008
 # A standby further behind than this is not a switchover target (Patroni's own
 # maximum_lag_on_failover in the role's defaults).
 MAX_LAG_BYTES = 1048576
@@ -33,22 +33,27 @@ def _http(method: str, url: str, body: dict | None = None, timeout: float = 60) 
     return f"python3 -c {shlex.quote(code)}"
 
 
-def cluster_cmd(address: str, port: int = REST_PORT) -> str:
-    return _http("GET", f"http://{address}:{port}/cluster", timeout=10)
+def _url(address: str, port: int | None, path: str) -> str:
+    """PORT, or the service model's (roadie_database.patroni_rest_port, as the role configures Patroni)."""
+    return f"http://{address}:{port or model.load().database.patroni_rest_port}{path}"
 
 
-def switchover_cmd(address: str, leader: str, candidate: str, port: int = REST_PORT) -> str:
-    return _http("POST", f"http://{address}:{port}/switchover", {"leader": leader, "candidate": candidate})
+def cluster_cmd(address: str, port: int | None = None) -> str:
+    return _http("GET", _url(address, port, "/cluster"), timeout=10)
 
 
-def config_cmd(address: str, port: int = REST_PORT) -> str:
+def switchover_cmd(address: str, leader: str, candidate: str, port: int | None = None) -> str:
+    return _http("POST", _url(address, port, "/switchover"), {"leader": leader, "candidate": candidate})
+
+
+def config_cmd(address: str, port: int | None = None) -> str:
     """The cluster's dynamic configuration (what `patronictl edit-config` changes), as JSON."""
-    return _http("GET", f"http://{address}:{port}/config", timeout=10)
+    return _http("GET", _url(address, port, "/config"), timeout=10)
 
 
-def put_config_cmd(address: str, config: dict, port: int = REST_PORT) -> str:
+def put_config_cmd(address: str, config: dict, port: int | None = None) -> str:
     """Replace the dynamic configuration with CONFIG (PUT /config, the whole document)."""
-    return _http("PUT", f"http://{address}:{port}/config", config)
+    return _http("PUT", _url(address, port, "/config"), config)
 
 
 def split_answer(text: str) -> tuple[int, str]:
