@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -171,15 +172,21 @@ def disagreements(services: list[str], aws: dict[str, Balancer], hosts: dict[str
 
 # --- Extractor 1: the Pulumi program under mocks --------------------------------------------------------
 
-def pulumi_facts(stack: str = "dev", *overrides: str, stack_file: Path | None = None) -> dict[str, Balancer]:
+def _pulumi_resources(stack: str, *overrides: str, stack_file: Path | None = None):
+    """The program's custom resources under mocks, and `of(short type)` to pick them."""
     env = {"ROADIE_STACK_FILE": str(stack_file)} if stack_file else None
     proc = run_mocked(stack, *overrides, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    built = json.loads(proc.stdout)
-    res = [r for r in built["resources"] if r["custom"]]
+    res = [r for r in json.loads(proc.stdout)["resources"] if r["custom"]]
 
     def of(short: str) -> list[dict]:
         return [r for r in res if r["type"].rsplit(":", 1)[1] == short]
+
+    return res, of
+
+
+def pulumi_facts(stack: str = "dev", *overrides: str, stack_file: Path | None = None) -> dict[str, Balancer]:
+    _, of = _pulumi_resources(stack, *overrides, stack_file=stack_file)
 
     role = {g["id"]: g["inputs"]["tags"]["roadie:role"] for g in of("SecurityGroup")}
     admitted: dict[str, set[int]] = {}
@@ -221,13 +228,21 @@ def _play(hosts: str, role: str, tasks: list[dict]) -> dict:
                 *tasks]}
 
 
+def _addresses(group: str) -> dict:
+    return {"name": f"{group.capitalize()} addresses", "run_once": True, "tags": [PROBE_TAG],
+            "ansible.builtin.copy": {
+                "dest": f"{{{{ probe_out }}}}/{group}-addresses.json",
+                "content": f"{{{{ groups['{group}'] | map('extract', hostvars, 'ansible_host') | list | to_json }}}}"}}
+
+
 PROBE = [
-    _play("catalog:streaming:loadbalancer", "common", [
+    _play("catalog:streaming:loadbalancer:database", "common", [
         _render("common", "etc/nftables.conf.j2", "nftables.conf"),
-        {"name": "Balancer addresses", "run_once": True, "tags": [PROBE_TAG], "ansible.builtin.copy": {
-            "dest": "{{ probe_out }}/loadbalancer-addresses.json",
-            "content": "{{ groups['loadbalancer'] | map('extract', hostvars, 'ansible_host') | list | to_json }}"}},
+        *(_addresses(g) for g in ("loadbalancer", "catalog", "database")),
     ]),
+    _play("database", "database", [_render("database", "etc/patroni/config.yml.j2", "patroni.yml"),
+                                   _render("database", "etc/default/etcd.j2", "etcd.env"),
+                                   _render("database", "etc/roadie/barman.env.j2", "barman.env")]),
     _play("catalog", "catalog", [_render("catalog", "srv/catalog/shared/catalog.env.j2", "catalog.env")]),
     _play("streaming", "streaming", [_render("streaming", "etc/nginx/nginx.conf.j2", "nginx.conf"),
                                      _render("streaming", "srv/streaming/shared/streaming.env.j2", "streaming.env")]),
@@ -249,7 +264,10 @@ def render_roles(work: Path, inventory: Path = LOCAL_INVENTORY) -> Path:
              "ansible_python_interpreter": sys.executable,
              # Secrets and keys the templates read but that no port or path depends on
              # (a fresh clone has no .roadie/local yet).
-             "vault_catalog_db_password": "probe", "common_admin_users": []}
+             "vault_catalog_db_password": "probe", "common_admin_users": [],
+             "vault_replication_password": "probe", "vault_database_superuser_password": "probe",
+             # Memory settings read the host's facts, which the probe does not gather.
+             "database_memory_mb": 1024}
     ansible = Path(sys.executable).with_name("ansible-playbook")
     cmd = [str(ansible), "-i", str(inventory), str(play_dir / "probe.yml"), "--tags", PROBE_TAG,
            "-e", json.dumps(extra)]
@@ -259,7 +277,7 @@ def render_roles(work: Path, inventory: Path = LOCAL_INVENTORY) -> Path:
     listed = subprocess.run([*cmd, "--list-tasks"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-2000:]
     tasks = [t.strip() for t in re.findall(r"^\s{6}(\S.*?)\s+TAGS:", listed.stdout, re.M)]
-    foreign = [t for t in tasks if not (t.startswith(("Render ", "Output directory", "Balancer addresses"))
+    foreign = [t for t in tasks if not (t.startswith(("Render ", "Output directory")) or t.endswith(" addresses")
                                         or "Validating arguments against arg spec" in t)]
     assert tasks and not foreign, f"the probe would run role tasks on this machine: {foreign}"
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
@@ -460,21 +478,24 @@ def test_the_layers_agree(stack, hosts_local, work):
 # is never edited.
 
 def _model_copy(work: Path, **changes) -> Path:
-    """A copy of the service model with changes {"service.key": value}, for one layer only."""
+    """A copy of the service model with changes {"service.key": value} ("database.key" for roadie_database),
+    for one layer only."""
     doc = yaml.safe_load(STACK_FILE.read_text())
     for dotted, value in changes.items():
         svc, key = dotted.split(".")
-        doc["roadie_services"][svc][key] = value
+        (doc["roadie_database"] if svc == "database" else doc["roadie_services"][svc])[key] = value
     path = work / "planted-stack.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
 
 
-def _inventory_copy(work: Path, group: str, overrides: dict) -> Path:
-    """A copy of the local inventory (links resolved) with group_vars for one group added."""
+def _inventory_copy(work: Path, group: str, overrides: dict, kind: str = "group_vars") -> Path:
+    """A copy of the local inventory (links resolved) with group_vars for one group added (host_vars
+    for one host: they override the playbooks' group_vars, such as the tier's firewall)."""
     inv = work / "inventory"
     shutil.copytree(LOCAL_INVENTORY, inv, symlinks=False)
-    (inv / "group_vars" / f"{group}.yml").write_text(yaml.safe_dump(overrides))
+    (inv / kind).mkdir(exist_ok=True)
+    (inv / kind / f"{group}.yml").write_text(yaml.safe_dump(overrides))
     return inv
 
 
@@ -603,3 +624,260 @@ def test_ec2_health_checks_let_an_unconfigured_host_live():
     aws, hosts, answers = _agreeing()
     aws["catalog"].asg_health_type, aws["catalog"].asg_grace = "EC2", 0
     assert disagreements(["catalog", "streaming"], aws, hosts, answers) == []
+
+
+# --- The database cluster: the model's roadie_database in every layer ----------------------------------
+#
+# The same three kinds of extractor, for the facts the database tier's layers share: what Ansible
+# writes on the database hosts (Patroni's and etcd's configuration, barman's settings, the
+# firewall), the security groups the Pulumi program makes, and the shell lines roadie's db
+# commands run. `db_disagreements` compares each with the model, one line per disagreement.
+
+# The model's fields each layer must use, as people call them.
+DB_FACTS = {"port": "PostgreSQL port", "patroni_rest_port": "Patroni REST port", "etcd_client_port": "etcd client port",
+            "etcd_peer_port": "etcd peer port", "patroni_scope": "Patroni scope", "backup_prefix": "backup prefix"}
+# The ports the members use between themselves; only PostgreSQL's is for the catalog hosts too.
+MEMBER_PORTS = ("port", "patroni_rest_port", "etcd_client_port", "etcd_peer_port")
+
+
+@dataclass
+class DbAws:
+    """The database tier's security group rules, from the Pulumi program."""
+
+    ingress: dict[str, set[int]]  # source tier -> ports the database group admits from it
+    egress_to_members: set[int]  # ports the database group may send to itself
+
+
+@dataclass
+class DbLayers:
+    role: dict[str, dict[str, set]]  # host -> model field -> every value the rendered files use for it
+    firewall: dict[str, dict[str, set[int]]]  # host -> group -> ports its firewall admits from each of its hosts
+    aws: DbAws
+    roadie: dict[str, set]  # model field -> every value roadie's db shell lines use for it
+
+
+def db_disagreements(db: model.Database, layers: DbLayers) -> list[str]:
+    """Every way a layer disagrees with the model's database facts, one line each; [] when they agree."""
+    out: list[str] = []
+    want = {f: getattr(db, f) for f in DB_FACTS}
+    members = {want[f] for f in MEMBER_PORTS}
+    for host, facts in sorted(layers.role.items()):
+        for f, expected in want.items():
+            if facts.get(f) != {expected}:
+                out.append(f"database: the role gives {host} the {DB_FACTS[f]} {sorted(facts.get(f, set()))}, "
+                           f"the model says {expected}")
+    for host, admitted in sorted(layers.firewall.items()):
+        missing = members - admitted.get("database", set())
+        if missing:
+            out.append(f"database: {host}'s firewall does not admit {sorted(missing)} from the other database hosts")
+        extra = admitted.get("catalog", set()) & (members - {db.port})
+        if extra:
+            out.append(f"database: {host}'s firewall admits {sorted(extra)} from the catalog hosts (members only)")
+    missing = members - layers.aws.ingress.get("database", set())
+    if missing:
+        out.append(f"database: the security group does not admit {sorted(missing)} between database hosts")
+    missing = members - layers.aws.egress_to_members
+    if missing:
+        out.append(f"database: the security group does not let database hosts send {sorted(missing)} to each other")
+    for tier, ports in sorted(layers.aws.ingress.items()):
+        extra = ports & (members - {db.port}) if tier != "database" else set()
+        if extra:
+            out.append(f"database: the security group admits {sorted(extra)} from the {tier} tier (members only)")
+    for f, values in sorted(layers.roadie.items()):
+        if values != {want[f]}:
+            out.append(f"database: roadie's db commands use the {DB_FACTS[f]} {sorted(values)}, "
+                       f"the model says {want[f]}")
+    return out
+
+
+def _url_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def database_role_facts(out: Path) -> tuple[dict[str, dict[str, set]], dict[str, dict[str, set[int]]]]:
+    """(role facts, firewall) of each database host, from the files Ansible rendered (render_roles)."""
+    groups = {g: json.loads((out / f"{g}-addresses.json").read_text()) for g in ("catalog", "database")}
+    role, firewall = {}, {}
+    for patroni_yml in sorted(out.glob("*/patroni.yml")):
+        host = patroni_yml.parent.name
+        patroni = yaml.safe_load(patroni_yml.read_text())
+        etcd = dict(line.split("=", 1) for line in (out / host / "etcd.env").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+        barman_env = dict(line.split("=", 1) for line in (out / host / "barman.env").read_text().splitlines()
+                          if "=" in line and not line.startswith("#"))
+        pg = patroni["postgresql"]
+        role[host] = {
+            "port": {_url_port(pg["listen"]), _url_port(pg["connect_address"])},
+            "patroni_rest_port": {_url_port(patroni["restapi"][k]) for k in ("listen", "connect_address")},
+            "etcd_client_port": {_url_port(u) for u in patroni["etcd3"]["hosts"]}
+            | {_url_port(u) for k in ("ETCD_LISTEN_CLIENT_URLS", "ETCD_ADVERTISE_CLIENT_URLS")
+               for u in etcd[k].split(",")},
+            "etcd_peer_port": {_url_port(u) for k in ("ETCD_LISTEN_PEER_URLS", "ETCD_INITIAL_ADVERTISE_PEER_URLS")
+                               for u in etcd[k].split(",")}
+            | {_url_port(m.split("=", 1)[1]) for m in etcd["ETCD_INITIAL_CLUSTER"].split(",")},
+            "patroni_scope": {patroni["scope"], pg["parameters"]["cluster_name"], barman_env["ROADIE_BARMAN_SERVER"]},
+            "backup_prefix": {barman_env["ROADIE_BARMAN_URL"].removeprefix("s3://").split("/", 1)[1]},
+        }
+        nft, own = (out / host / "nftables.conf").read_text(), patroni["restapi"]["connect_address"].rsplit(":", 1)[0]
+        # Ports admitted from each of the group's hosts (the host itself aside: its own traffic is local).
+        firewall[host] = {g: set.intersection(*(parse_firewall(nft, [a]) for a in addrs if a != own))
+                          for g, addrs in groups.items()}
+    assert role, "Ansible rendered no patroni.yml: no hosts in the database group?"
+    return role, firewall
+
+
+def pulumi_db_facts(stack: str = "dev", *overrides: str, stack_file: Path | None = None) -> DbAws:
+    _, of = _pulumi_resources(stack, *overrides, stack_file=stack_file)
+    role = {g["id"]: g["inputs"]["tags"]["roadie:role"] for g in of("SecurityGroup")}
+    ingress: dict[str, set[int]] = {}
+    egress: set[int] = set()
+    for kind in ("SecurityGroupIngressRule", "SecurityGroupEgressRule"):
+        for r in of(kind):
+            i = r["inputs"]
+            peer = role.get(i.get("referencedSecurityGroupId"), i.get("cidrIpv4"))
+            ports = set(range(int(i["fromPort"]), int(i["toPort"]) + 1))
+            if kind == "SecurityGroupIngressRule" and role[i["securityGroupId"]] == "database":
+                ingress.setdefault(peer, set()).update(ports)
+            elif role[i["securityGroupId"]] == "database" and peer == "database":
+                egress.update(ports)
+    return DbAws(ingress=ingress, egress_to_members=egress)
+
+
+def roadie_db_facts() -> dict[str, set]:
+    """What roadie's db builders put in the shell lines they run when not given values (as ops.py calls them)."""
+    from roadie.db import barman, live, patroni
+
+    urls = [re.search(r"u\.Request\('([^']+)'", shlex.split(cmd)[2]).group(1) for cmd in (
+        patroni.cluster_cmd("h"), patroni.switchover_cmd("h", "a", "b"), patroni.config_cmd("h"),
+        patroni.put_config_cmd("h", {}))]
+    removed = shlex.split(live.remove_cluster_cmd().split(" | ", 1)[1])[-1]
+    step = next(s for s in live.steps("a", ["b"], "20261123T120000", None, []) if "patronictl remove" in s)
+    prefix, scope, base = barman.base_prefix().rstrip("/").rsplit("/", 2)
+    return {"patroni_rest_port": {_url_port(u) for u in urls},
+            "patroni_scope": {removed, step.rsplit(" ", 1)[1].rstrip(")"), live.scope(), scope},
+            "backup_prefix": {prefix}}
+
+
+@pytest.fixture(scope="module")
+def db_local(hosts_local, work) -> tuple[dict, dict]:
+    return database_role_facts(work / "baseline" / "rendered")
+
+
+def test_the_database_extractors_see_what_each_layer_really_does(db_local):
+    """Concrete facts read from each layer (the committed model's values)."""
+    role, firewall = db_local
+    assert sorted(role) == ["db-1", "db-2", "db-3"]
+    assert role["db-2"] == {"port": {5432}, "patroni_rest_port": {8008}, "etcd_client_port": {2379},
+                            "etcd_peer_port": {2380}, "patroni_scope": {"roadie-catalog"},
+                            "backup_prefix": {"database"}}
+    # SSH (22) only from the admin sources, not from other members.
+    assert firewall["db-1"] == {"database": {5432, 2379, 2380, 8008}, "catalog": {5432}}
+    aws = pulumi_db_facts("dev")
+    assert aws.ingress == {"catalog": {5432}, "database": {5432, 2379, 2380, 8008}}
+    assert aws.egress_to_members == {5432, 2379, 2380, 8008}
+    assert roadie_db_facts() == {"patroni_rest_port": {8008}, "patroni_scope": {"roadie-catalog"},
+                                 "backup_prefix": {"database"}}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_database_layers_agree_with_the_model(stack, db_local):
+    """The product as committed: roles, firewall, security groups and roadie use the model's database facts."""
+    role, firewall = db_local
+    layers = DbLayers(role=role, firewall=firewall, aws=pulumi_db_facts(stack), roadie=roadie_db_facts())
+    assert db_disagreements(model.load().database, layers) == []
+
+
+def _roadie_with(w: Path, monkeypatch, **changes) -> dict[str, set]:
+    """roadie's db facts while it reads a planted model (as an operator's stale checkout would)."""
+    monkeypatch.setenv("ROADIE_STACK_FILE", str(_model_copy(w, **changes)))
+    return roadie_db_facts()
+
+
+def _role_with(w: Path, overrides: dict, where: tuple[str, str] = ("group_vars", "database")) -> tuple[dict, dict]:
+    kind, name = where
+    return database_role_facts(render_roles(w, _inventory_copy(w, name, overrides, kind)))
+
+
+# Each planted drift of a database fact into one layer: (plant, text each reported line must start with).
+PLANTED_DB = {
+    "role-rest-port-literal": (
+        lambda w, mp: {"role": _role_with(w, {"database_patroni_rest_port": 8010})},
+        ["database: the role gives db-1 the Patroni REST port [8010], the model says 8008",
+         "database: the role gives db-3 the Patroni REST port [8010], the model says 8008"]),
+    "role-etcd-ports-literal": (
+        lambda w, mp: {"role": _role_with(w, {"database_etcd_client_port": 2479, "database_etcd_peer_port": 2480})},
+        ["database: the role gives db-2 the etcd client port [2479], the model says 2379",
+         "database: the role gives db-2 the etcd peer port [2480], the model says 2380"]),
+    "role-backup-prefix-and-server": (
+        lambda w, mp: {"role": _role_with(w, {"database_backup_prefix": "pg", "database_backup_server": "main"})},
+        ["database: the role gives db-1 the backup prefix ['pg'], the model says database",
+         "database: the role gives db-1 the Patroni scope ['main', 'roadie-catalog'], the model says roadie-catalog"]),
+    "firewall-closed-to-etcd-peers": (
+        lambda w, mp: {"role": _role_with(w, {"common_firewall_allow": [
+            {"port": 5432, "from_groups": ["catalog", "database"]}, {"port": 2379, "from_groups": ["database"]},
+            {"port": 8008, "from_groups": ["database", "catalog"]}]}, ("host_vars", "db-1"))},
+        ["database: db-1's firewall does not admit [2380] from the other database hosts",
+         "database: db-1's firewall admits [8008] from the catalog hosts (members only)"]),
+    "security-groups-from-another-model": (
+        lambda w, mp: {"aws": pulumi_db_facts("dev", stack_file=_model_copy(w, **{"database.etcd_peer_port": 2390,
+                                                                                "database.patroni_rest_port": 8010}))},
+        ["database: the security group does not admit [2380, 8008] between database hosts",
+         "database: the security group does not let database hosts send [2380, 8008] to each other"]),
+    "roadie-from-another-model": (
+        lambda w, mp: {"roadie": _roadie_with(w, mp, **{"database.patroni_rest_port": 8010,
+                                                        "database.patroni_scope": "other",
+                                                        "database.backup_prefix": "pg"})},
+        ["database: roadie's db commands use the Patroni REST port [8010], the model says 8008",
+         "database: roadie's db commands use the Patroni scope ['other'], the model says roadie-catalog",
+         "database: roadie's db commands use the backup prefix ['pg'], the model says database"]),
+}
+
+
+@pytest.mark.parametrize("name", list(PLANTED_DB))
+def test_each_planted_database_drift_is_reported(name, db_local, tmp_path, monkeypatch):
+    plant, expected = PLANTED_DB[name]
+    role, firewall = db_local
+    db = model.load().database  # the committed model: the reference, whatever a plant makes a layer read
+    planted = plant(tmp_path, monkeypatch)
+    if "role" in planted:
+        role, firewall = planted["role"]
+    layers = DbLayers(role=role, firewall=firewall, aws=planted.get("aws") or pulumi_db_facts("dev"),
+                      roadie=planted.get("roadie") or roadie_db_facts())
+    found = db_disagreements(db, layers)
+    for text in expected:
+        assert [line for line in found if line.startswith(text)], f"{text!r} not reported; got {found}"
+
+
+# The comparison alone, on planted facts: each rule fires by itself and only then.
+
+def _db_agreeing() -> DbLayers:
+    role = {"d1": {"port": {5432}, "patroni_rest_port": {8008}, "etcd_client_port": {2379}, "etcd_peer_port": {2380},
+                   "patroni_scope": {"roadie-catalog"}, "backup_prefix": {"database"}}}
+    return DbLayers(role=role, firewall={"d1": {"database": {5432, 2379, 2380, 8008}, "catalog": {5432}}},
+                    aws=DbAws(ingress={"catalog": {5432}, "database": {5432, 2379, 2380, 8008}},
+                              egress_to_members={5432, 2379, 2380, 8008}),
+                    roadie={"patroni_rest_port": {8008}, "patroni_scope": {"roadie-catalog"},
+                            "backup_prefix": {"database"}})
+
+
+PURE_DB = [
+    ("role.d1.etcd_peer_port", {2380, 2381}, "database: the role gives d1 the etcd peer port [2380, 2381]"),
+    ("role.d1.patroni_scope", {"main"}, "database: the role gives d1 the Patroni scope ['main'], the model says"),
+    ("firewall.d1.database", {5432, 2379, 2380}, "database: d1's firewall does not admit [8008] from the other"),
+    ("firewall.d1.catalog", {5432, 2379}, "database: d1's firewall admits [2379] from the catalog hosts"),
+    ("aws.ingress.database", {5432}, "database: the security group does not admit [2379, 2380, 8008] between"),
+    ("aws.ingress.catalog", {5432, 8008}, "database: the security group admits [8008] from the catalog tier"),
+    ("aws.egress_to_members", {5432, 2379, 2380}, "database: the security group does not let database hosts send "
+                                                  "[8008]"),
+    ("roadie.backup_prefix", {"backups"}, "database: roadie's db commands use the backup prefix ['backups']"),
+]
+
+
+@pytest.mark.parametrize("dotted, value, expected", PURE_DB, ids=[p[0] for p in PURE_DB])
+def test_the_database_comparison_reports_each_planted_fact(dotted, value, expected):
+    db = model.load().database
+    assert db_disagreements(db, _db_agreeing()) == []
+    layers = _db_agreeing()
+    _set(layers, dotted, value)
+    found = db_disagreements(db, layers)
+    assert len(found) == 1 and found[0].startswith(expected), found
