@@ -784,7 +784,8 @@ def test_the_database_layers_agree_with_the_model(stack, db_local):
     """The product as committed: roles, firewall, security groups and roadie use the model's database facts."""
     role, firewall = db_local
     layers = DbLayers(role=role, firewall=firewall, aws=pulumi_db_facts(stack), roadie=roadie_db_facts())
-    assert db_disagreements(model.load().database, layers) == []
+    found = db_disagreements(model.load().database, layers)
+    assert found == [], "\n".join(found)
 
 
 def _roadie_with(w: Path, monkeypatch, **changes) -> dict[str, set]:
