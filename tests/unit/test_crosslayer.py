@@ -882,3 +882,23 @@ def test_the_database_comparison_reports_each_planted_fact(dotted, value, expect
     _set(layers, dotted, value)
     found = db_disagreements(db, layers)
     assert len(found) == 1 and found[0].startswith(expected), found
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("etcd_peer_port", 2379, "stack.yml: database: Value error, two database listeners share a port"),
+    ("patroni_rest_port", 5432, "stack.yml: database: Value error, two database listeners share a port"),
+    ("etcd_client_port", 70000, "stack.yml: database.etcd_client_port: Input should be less than or equal to 65535"),
+    ("patroni_scope", "roadie catalog; rm -rf /", "stack.yml: database.patroni_scope: String should match pattern"),
+    ("backup_prefix", "/database/", "stack.yml: database.backup_prefix: String should match pattern"),
+    ("patroni_rest_port", None, "stack.yml: database.patroni_rest_port: Input should be a valid integer"),
+])
+def test_the_model_refuses_bad_database_facts_in_one_line(key, value, message):
+    """A bad fact fails every layer's reading of stack.yml in one line, rather than reaching some layers."""
+    from roadie.errors import BadInput
+
+    doc = yaml.safe_load(STACK_FILE.read_text())
+    assert model.parse(doc).database.backup_server == doc["roadie_database"]["patroni_scope"]
+    doc["roadie_database"][key] = value
+    with pytest.raises(BadInput) as exc:
+        model.parse(doc)
+    assert str(exc.value).startswith(message) and "\n" not in str(exc.value)
