@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ SUITES = {
     "fleet": ["--runs", "5", "--cold-runs", "3"],
     "converge": ["--cold", "--synthetic", "--runs", "3"],
     "services": ["--seconds", "5"],
-    "deploy": ["--runs", "3"],
+    "deploy": ["--runs", "5"],
     "scale": ["--runs", "3", "--plot", "docs/deploy-scale.png"],
     "database": ["--runs", "1"],
 }
@@ -97,16 +98,45 @@ def ratios(results: dict) -> list[str]:
     return ["| suite | ratio | value |", "|---|---|---|", *rows, ""] if rows else []
 
 
-def render(results: dict) -> str:
+def earlier(text: str) -> tuple[str, dict[str, list[str]], dict[str, list[str]]]:
+    """What the doc last showed: when it was written, each suite's ratio rows and its section.
+
+    bench/results/ is this machine's (git-ignored): a suite not re-run here keeps
+    what the doc says of it, marked with that run's date, instead of vanishing.
+    """
+    latest = text.split(MARK, 1)[1] if MARK in text else ""
+    written = re.search(r"^## Latest results \(written ([^,]+)", latest, re.MULTILINE)
+    rows: dict[str, list[str]] = {}
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in latest.splitlines():
+        if line.startswith("### "):
+            current = line[4:].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+        elif (m := re.match(r"\| (\w+) \|", line)) and m.group(1) in SUITES:
+            rows.setdefault(m.group(1), []).append(line)
+    return (written.group(1) if written else "an earlier run"), rows, sections
+
+
+def render(results: dict, before: str = "") -> str:
+    when, kept_rows, kept_sections = earlier(before)
+    kept = [s for s in SUITES if s not in results and s in kept_sections]
     out = [MARK, "", f"## Latest results (written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
            f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()})", ""]
-    out += ratios(results)
+    table = ratios(results) or ["| suite | ratio | value |", "|---|---|---|", ""]
+    out += table[:-1] + [row for s in kept for row in kept_rows.get(s, [])] + [""]
     for suite, result in results.items():
         out += [f"### {suite}", "", "| measure | value |", "|---|---|"]
         rows: list[tuple[str, str]] = []
         flatten("", result, rows)
         out += [f"| {k} | {v} |" for k, v in rows] + [""]
-    return "\n".join(out)
+    for suite in kept:
+        body = kept_sections[suite]
+        dated = any(line.startswith("_Not re-run") for line in body)  # kept before: its own date stays
+        out += [f"### {suite}", *([] if dated else ["", f"_Not re-run on this machine: as written {when}._"]), *body]
+    return "\n".join(out).rstrip() + "\n"
 
 
 def main(argv=None) -> int:
@@ -138,7 +168,7 @@ def main(argv=None) -> int:
         (results_dir / f"{suite}.json").write_text(json.dumps(results[suite], indent=2))
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     head = text.split(MARK)[0].rstrip() + "\n\n"
-    DOC.write_text(head + render(results))
+    DOC.write_text(head + render(results, text))
     print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -55,3 +55,22 @@ def test_ratios_list_what_ran_and_skip_what_did_not():
     rows = ratios({"fleet": fleet})
     assert rows[2] == "| fleet | warm `local up` vs serial up, host after host | 3.2x (4.0 s vs 12.8 s) |"
     assert len(rows) == 4
+
+
+def test_a_suite_not_run_here_keeps_what_the_doc_said_of_it():
+    """bench/results/ is per machine: refreshing one suite must not drop the others from the doc."""
+    from bench.__main__ import MARK, render
+
+    before = render({"fleet": {"ratio_serial_over_warm": 3.2, "warm_up": {"median_s": 4.0},
+                               "baseline_serial_up": {"median_s": 12.8}},
+                     "deploy": {"old": 1}}, "")
+    after = render({"deploy": {"new": 2}}, "# Benchmarks\n\n" + before)
+    assert "| fleet | warm `local up` vs serial up, host after host | 3.2x (4.0 s vs 12.8 s) |" in after
+    assert "### fleet" in after and "| warm_up.median_s | 4.0 |" in after
+    assert "_Not re-run on this machine: as written 20" in after
+    assert "| new | 2 |" in after and "| old | 1 |" not in after  # the suite that ran is replaced
+    first = next(line for line in after.splitlines() if line.startswith("_Not re-run"))
+    dated = after.replace(first, "_Not re-run on this machine: as written 2026-01-01 00:00 UTC._")
+    again = render({"deploy": {"new": 3}}, "# Benchmarks\n\n" + dated)
+    assert again.count("### fleet") == 1 and again.count("_Not re-run") == 1 and again.count(MARK) == 1
+    assert "as written 2026-01-01 00:00 UTC" in again  # the date of the measurement, not of the last rewrite
