@@ -1,4 +1,4 @@
-"""Hosts: auto-scaled streaming and catalog tiers, fixed database primary and replica.
+"""Hosts: auto-scaled streaming and catalog tiers, three fixed database members.
 
 Pulumi only creates the machines; Ansible configures them (roadie converge).
 Every host gets IMDSv2, an encrypted root volume and an instance profile that
@@ -93,8 +93,9 @@ class Compute(pulumi.ComponentResource):
         s = args.settings
         self.profiles = {tier: self._profile(tier) for tier in BUCKET_ACCESS}
         self.groups = {tier: self._tier(tier) for tier in APP_TIERS}
-        self.databases = {role: self._database(role) for role in ("primary", "replica")}
-        self.register_outputs({f"database_{role}_address": i.private_ip for role, i in self.databases.items()}
+        self.databases = {member: self._database(member, role, az) for member, role, az in s.database.members}
+        self.register_outputs({f"database_{m.replace('-', '_')}_address": i.private_ip
+                               for m, i in self.databases.items()}
                               | {f"{tier}_group": g.name for tier, g in self.groups.items()}
                               | {"environment": s.environment})
 
@@ -145,17 +146,19 @@ class Compute(pulumi.ComponentResource):
                                               "instance_warmup": cfg.health_check_grace_period}},
             tags=asg_tags(tags(s, tier, tier, name=f"{tier}")), opts=child)
 
-    def _database(self, role: str) -> aws.ec2.Instance:
+    def _database(self, member: str, role: str, index: int) -> aws.ec2.Instance:
+        """One Patroni member (settings.Database.members) with its data volume attached."""
         a, s, n = self._args, self._args.settings, self._name
-        index = getattr(s.database, f"{role}_az")
+        # Member `replica` keeps the name it had on two-member stacks (see settings.Database.members).
         host = aws.ec2.Instance(
-            f"{n}-db-{role}", ami=a.image_id, instance_type=s.database.instance_type,
+            f"{n}-db-{member}", ami=a.image_id, instance_type=s.database.instance_type,
             subnet_id=a.database_subnet_ids[index], availability_zone=a.zones[index],
             vpc_security_group_ids=[a.security_group_ids["database"]],
             iam_instance_profile=self.profiles["database"].name, metadata_options=METADATA,
             root_block_device=self._root_volume(), disable_api_termination=s.production,
-            tags=tags(s, "database", "postgresql", name=f"db-{role}", **{"roadie:db-role": role}),
+            tags=tags(s, "database", "postgresql", name=f"db-{member}", **{"roadie:db-role": role}),
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"]))
-        aws.ec2.VolumeAttachment(f"{n}-db-{role}-data", device_name=DATA_DEVICE, volume_id=a.data_volume_ids[role],
+        aws.ec2.VolumeAttachment(f"{n}-db-{member}-data", device_name=DATA_DEVICE,
+                                 volume_id=a.data_volume_ids[member],
                                  instance_id=host.id, opts=pulumi.ResourceOptions(parent=self))
         return host

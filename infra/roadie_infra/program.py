@@ -42,6 +42,11 @@ def available_zones(count: int) -> list[str]:
     return sorted(found)[:count]
 
 
+def address_output(member: str) -> str:
+    """The stack output of a database member's private address: databasePrimaryAddress, databaseReplica2Address."""
+    return "database" + "".join(part.capitalize() for part in member.split("-")) + "Address"
+
+
 def build(s: Settings, stack=None) -> dict[str, pulumi.Input]:
     """Create every resource; return the stack outputs by name."""
     stack = stack or service_model()
@@ -49,9 +54,8 @@ def build(s: Settings, stack=None) -> dict[str, pulumi.Input]:
     account_id = aws.get_caller_identity().account_id
     region = aws.get_region().region
     image_id = aws.ssm.get_parameter(name=s.image_parameter).value
-    db_zones = {"primary": zones[s.database.primary_az], "replica": zones[s.database.replica_az]}
 
-    storage = Storage("storage", StorageArgs(settings=s, account_id=account_id, database_zones=db_zones))
+    storage = Storage("storage", StorageArgs(settings=s, account_id=account_id, zones=zones))
     network = Network("network", NetworkArgs(settings=s, zones=zones, region=region,
                                              flow_log_bucket_arn=storage.buckets["logs"].arn))
     security = Security("security", SecurityArgs(settings=s, vpc_id=network.vpc.id, stack=stack))
@@ -75,7 +79,6 @@ def build(s: Settings, stack=None) -> dict[str, pulumi.Input]:
         "bucketNames": {kind: b.bucket for kind, b in storage.buckets.items()},
         "targetGroupArns": {svc: tg.arn for svc, tg in balancer.target_groups.items()},
         "autoScalingGroups": {tier: g.name for tier, g in compute.groups.items()},
-        "databasePrimaryAddress": compute.databases["primary"].private_ip,
-        "databaseReplicaAddress": compute.databases["replica"].private_ip,
+        **{address_output(member): host.private_ip for member, host in compute.databases.items()},
         "deployTableName": storage.deploy_table.name,
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "roadie"
@@ -51,12 +51,31 @@ class Tier(_Model):
 
 
 class Database(_Model):
-    """PostgreSQL primary and replica; the AZs are indexes into the stack's zones."""
+    """The three members of the Patroni cluster; the AZs are indexes into the stack's zones.
+
+    Three, as on the local fleet (db-1..3): etcd keeps a majority with one member
+    down only with three, and Patroni's synchronous_mode needs a standby left after
+    a failover (docs/database.md). The bootstrap member is the `primary`; the leader
+    may later be any of them.
+    """
 
     instance_type: str = Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
     volume_size_gb: int = Field(ge=20, le=16384)
     primary_az: int = Field(ge=0)
-    replica_az: int = Field(ge=0)
+    # The first replica's AZ first: it is the one a two-member stack had (`replicaAz`).
+    replica_azs: tuple[NonNegativeInt, ...] = Field(min_length=2, max_length=2)
+
+    @property
+    def members(self) -> tuple[tuple[str, str, int], ...]:
+        """(member, roadie:db-role tag, AZ index) of each member, in a stable order.
+
+        The first replica keeps the member name `replica` (its Pulumi resources
+        were named so when a stack had one replica): renaming it would replace
+        that instance and its data volume on an existing stack, which then only
+        gains `replica-2`.
+        """
+        first, second = self.replica_azs
+        return ("primary", "primary", self.primary_az), ("replica", "replica", first), ("replica-2", "replica", second)
 
 
 class Settings(_Model):
@@ -94,12 +113,15 @@ def _cross_checks(s: Settings):
         if not t.min_size <= t.desired_capacity <= t.max_size:
             yield f"{tier}.desiredCapacity", (f"must lie between minSize {t.min_size} and maxSize {t.max_size}, "
                                               f"got {t.desired_capacity}")
-    for role in ("primary", "replica"):
-        az = getattr(s.database, f"{role}_az")
+    db = s.database
+    for key, az in (("primaryAz", db.primary_az), *((f"replicaAzs.{i}", az) for i, az in enumerate(db.replica_azs))):
         if az >= s.az_count:
-            yield f"database.{role}Az", f"AZ index {az} is outside the stack's {s.az_count} AZs (0..{s.az_count - 1})"
-    if s.database.replica_az == s.database.primary_az:
-        yield "database.replicaAz", f"the replica must not share the primary's AZ ({s.database.primary_az})"
+            yield f"database.{key}", f"AZ index {az} is outside the stack's {s.az_count} AZs (0..{s.az_count - 1})"
+    if db.primary_az in db.replica_azs:
+        yield "database.replicaAzs", f"a replica must not share the primary's AZ ({db.primary_az})"
+    if s.az_count >= 3 and len(set(db.replica_azs)) < 2:
+        yield "database.replicaAzs", (f"with {s.az_count} AZs every database member needs its own AZ, "
+                                      f"got both replicas in AZ {db.replica_azs[0]}")
 
 
 def parse(raw: dict[str, Any]) -> Settings:

@@ -68,7 +68,7 @@ def bucket_policy(bucket_arn: str, kind: str, account_id: str) -> str:
 class StorageArgs:
     settings: Settings
     account_id: str
-    database_zones: dict[str, str]  # db role (primary|replica) -> AZ
+    zones: list[str]  # the stack's AZs; settings.database indexes them
 
 
 class Storage(pulumi.ComponentResource):
@@ -88,11 +88,11 @@ class Storage(pulumi.ComponentResource):
             self.buckets[kind] = self._bucket(name, kind, s, args.account_id, child)
 
         self.volumes: dict[str, aws.ebs.Volume] = {}
-        for role, zone in args.database_zones.items():
-            self.volumes[role] = aws.ebs.Volume(
-                f"{name}-db-{role}-data", availability_zone=zone, size=s.database.volume_size_gb, type="gp3",
-                encrypted=True, kms_key_id=self.key.arn, final_snapshot=s.production,
-                tags=tags(s, "database", "postgresql", name=f"roadie-{s.environment}-db-{role}-data",
+        for member, role, az in s.database.members:  # one data volume per member, in the member's AZ
+            self.volumes[member] = aws.ebs.Volume(
+                f"{name}-db-{member}-data", availability_zone=args.zones[az], size=s.database.volume_size_gb,
+                type="gp3", encrypted=True, kms_key_id=self.key.arn, final_snapshot=s.production,
+                tags=tags(s, "database", "postgresql", name=f"roadie-{s.environment}-db-{member}-data",
                           **{"roadie:db-role": role}),
                 opts=pulumi.ResourceOptions(parent=self, protect=s.production))
 

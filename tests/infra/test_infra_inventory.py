@@ -18,7 +18,8 @@ from roadie import inventory
 
 # (Name tag, roadie:role, roadie:db-role) per host, as compute.py tags them.
 HOSTS = [("streaming", "streaming", None), ("streaming", "streaming", None), ("catalog", "catalog", None),
-         ("catalog", "catalog", None), ("db-primary", "database", "primary"), ("db-replica", "database", "replica")]
+         ("catalog", "catalog", None), ("db-primary", "database", "primary"), ("db-replica", "database", "replica"),
+         ("db-replica-2", "database", "replica")]
 
 
 @pytest.fixture(scope="module")

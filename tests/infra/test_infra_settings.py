@@ -67,8 +67,17 @@ BAD = [
     ("catalog.healthCheckGracePeriod", 30,
      "Bad stack config roadie:catalog.healthCheckGracePeriod: Input should be greater than or equal to 60"),
     ("catalog.instanceTyp", "t3.small", "Stack config has an unknown key roadie:catalog.instanceTyp."),
-    ("database.replicaAz", 0,
-     "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
+    ("database.replicaAzs", [0, 1],
+     "Bad stack config roadie:database.replicaAzs: a replica must not share the primary's AZ (0)."),
+    ("database.replicaAzs", [1],
+     "Bad stack config roadie:database.replicaAzs: Tuple should have at least 2 items after validation, not 1"),
+    ("database.replicaAzs", [1, 1, 1],
+     "Bad stack config roadie:database.replicaAzs: Tuple should have at most 2 items after validation, not 3"),
+    ("database.replicaAzs", [1, -1],
+     "Bad stack config roadie:database.replicaAzs.1: Input should be greater than or equal to 0"),
+    ("database.replicaAzs", [1, 2],
+     "Bad stack config roadie:database.replicaAzs.1: AZ index 2 is outside the stack's 2 AZs (0..1)."),
+    ("database.replicaAz", 1, "Stack config has an unknown key roadie:database.replicaAz."),
     ("database.primaryAz", 2, "Bad stack config roadie:database.primaryAz: AZ index 2 is outside the stack's 2 AZs"),
     ("database.volumeSizeGb", 5,
      "Bad stack config roadie:database.volumeSizeGb: Input should be greater than or equal to 20"),
@@ -83,6 +92,39 @@ def test_bad_config_is_one_line_naming_the_key(key, value, message):
     text = str(exc.value)
     assert text.startswith(message)
     assert "\n" not in text
+
+
+# The database members' AZs on a three-AZ stack (staging): each member in its own.
+BAD_THREE_AZ = [
+    ({"primaryAz": 0, "replicaAzs": [1, 1]},
+     "Bad stack config roadie:database.replicaAzs: with 3 AZs every database member needs its own AZ, "
+     "got both replicas in AZ 1."),
+    ({"primaryAz": 2, "replicaAzs": [2, 2]},
+     "Bad stack config roadie:database.replicaAzs: a replica must not share the primary's AZ (2)."),
+    ({"primaryAz": 1, "replicaAzs": [0, 1]},
+     "Bad stack config roadie:database.replicaAzs: a replica must not share the primary's AZ (1)."),
+    ({"primaryAz": 0, "replicaAzs": [3, 1]},
+     "Bad stack config roadie:database.replicaAzs.0: AZ index 3 is outside the stack's 3 AZs (0..2)."),
+]
+
+
+@pytest.mark.parametrize("azs, message", BAD_THREE_AZ, ids=[str(a) for a, _ in BAD_THREE_AZ])
+def test_three_az_stacks_put_each_database_member_in_its_own_az(azs, message):
+    raw = _raw("staging")
+    raw["database"] = {**raw["database"], **azs}
+    with pytest.raises(settings.ConfigError) as exc:
+        settings.parse(raw)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("stack, members", [
+    ("dev", (("primary", "primary", 0), ("replica", "replica", 1), ("replica-2", "replica", 1))),
+    ("staging", (("primary", "primary", 0), ("replica", "replica", 1), ("replica-2", "replica", 2))),
+    ("prod", (("primary", "primary", 0), ("replica", "replica", 2), ("replica-2", "replica", 1))),
+])
+def test_database_members_of_each_stack(stack, members):
+    """Three members; the first replica keeps the AZ a two-member stack gave `replica` (prod: 2)."""
+    assert settings.from_stack_file(stack).database.members == members
 
 
 def test_structured_values_arrive_as_json_text():
@@ -101,8 +143,11 @@ def test_grace_period_defaults_to_cover_bootstrap():
     ("roadie:azCount=0", "Bad stack config roadie:azCount:"),
     ("roadie:streaming={\"instanceType\": \"t3.small\", \"minSize\": 1, \"maxSize\": 2, \"desiredCapacity\": 1, "
      "\"port\": 8000}", "Stack config has an unknown key roadie:streaming.port."),
-    ("roadie:database={\"instanceType\": \"t3.medium\", \"volumeSizeGb\": 20, \"primaryAz\": 1, \"replicaAz\": 1}",
-     "Bad stack config roadie:database.replicaAz: the replica must not share the primary's AZ"),
+    ("roadie:database={\"instanceType\": \"t3.medium\", \"volumeSizeGb\": 20, \"primaryAz\": 1, "
+     "\"replicaAzs\": [0, 1]}",
+     "Bad stack config roadie:database.replicaAzs: a replica must not share the primary's AZ"),
+    ("roadie:database={\"instanceType\": \"t3.medium\", \"volumeSizeGb\": 20, \"primaryAz\": 1, \"replicaAzs\": [0]}",
+     "Bad stack config roadie:database.replicaAzs: Tuple should have at least 2 items"),
 ])
 def test_the_program_rejects_bad_config_before_creating_anything(override, message):
     proc = run_mocked("dev", override)

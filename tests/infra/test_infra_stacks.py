@@ -9,6 +9,7 @@ import json
 import pytest
 
 from roadie import model
+from roadie_infra import program
 from roadie_infra.storage import deploy_table_name
 from roadie_policies import REQUIRED_TAGS
 
@@ -17,13 +18,16 @@ STACK = model.load()
 
 # Resource counts per stack, and the pieces that differ between stacks.
 EXPECTED_COUNTS = {
-    "dev": {"total": 103, "Subnet": 6, "NatGateway": 1, "Eip": 1, "RouteTable": 3, "Instance": 2},
-    "staging": {"total": 111, "Subnet": 9, "NatGateway": 1, "Eip": 1, "RouteTable": 4, "Instance": 2},
-    "prod": {"total": 115, "Subnet": 9, "NatGateway": 3, "Eip": 3, "RouteTable": 4, "Instance": 2},
+    "dev": {"total": 106, "Subnet": 6, "NatGateway": 1, "Eip": 1, "RouteTable": 3, "Instance": 3, "Volume": 3,
+            "VolumeAttachment": 3},
+    "staging": {"total": 114, "Subnet": 9, "NatGateway": 1, "Eip": 1, "RouteTable": 4, "Instance": 3, "Volume": 3,
+                "VolumeAttachment": 3},
+    "prod": {"total": 118, "Subnet": 9, "NatGateway": 3, "Eip": 3, "RouteTable": 4, "Instance": 3, "Volume": 3,
+             "VolumeAttachment": 3},
 }
 EXPECTED_OUTPUTS = {"vpcId", "publicSubnetIds", "privateSubnetIds", "databaseSubnetIds", "albDnsName", "bucketNames",
                     "targetGroupArns", "autoScalingGroups", "databasePrimaryAddress", "databaseReplicaAddress",
-                    "deployTableName"}
+                    "databaseReplica2Address", "deployTableName"}
 
 
 def test_resource_counts(built):
@@ -44,8 +48,8 @@ def test_every_output_present(built, settings_of):
     assert out["bucketNames"]["media"] == f"{s.bucket_prefix}-media"
     assert set(out["targetGroupArns"]) == {"streaming", "catalog"}
     assert out["albDnsName"].endswith(".elb.amazonaws.com")
-    for role in ("Primary", "Replica"):
-        ipaddress.ip_address(out[f"database{role}Address"])
+    for member in ("Primary", "Replica", "Replica2"):
+        ipaddress.ip_address(out[f"database{member}Address"])
     assert out["deployTableName"] == deploy_table_name(s.environment) == f"roadie-{s.environment}-deploys"
 
 
@@ -251,24 +255,48 @@ def test_auto_scaling_groups_follow_config(built, settings_of, service):
     assert {t["key"]: t["value"] for t in asg["tags"]}["roadie:role"] == service
 
 
-def test_databases_in_different_zones_with_their_volumes(built, settings_of):
+# Each stack's database members: Name tag -> (roadie:db-role, AZ index), as its Pulumi.<stack>.yaml says.
+DB_MEMBERS = {
+    "dev": {"db-primary": ("primary", 0), "db-replica": ("replica", 1), "db-replica-2": ("replica", 1)},
+    "staging": {"db-primary": ("primary", 0), "db-replica": ("replica", 1), "db-replica-2": ("replica", 2)},
+    "prod": {"db-primary": ("primary", 0), "db-replica": ("replica", 2), "db-replica-2": ("replica", 1)},
+}
+
+
+def test_three_database_members_in_their_zones_with_their_volumes(built, settings_of):
+    """Three Patroni members (etcd quorum with one down), in the settings' AZs, each with its own data volume."""
     s = settings_of(built.stack)
     db_subnets = {sn["id"]: sn for sn in _subnets(built)["database"]}
-    hosts = {i["inputs"]["tags"]["roadie:db-role"]: i for i in built.of("Instance")}
-    assert set(hosts) == {"primary", "replica"}
-    zones = {role: h["inputs"]["availabilityZone"] for role, h in hosts.items()}
-    assert zones["primary"] != zones["replica"]
-    assert zones["primary"] == sorted({sn["inputs"]["availabilityZone"] for sn in db_subnets.values()})[
-        s.database.primary_az]
-    for role, h in hosts.items():
+    zones = sorted({sn["inputs"]["availabilityZone"] for sn in db_subnets.values()})
+    hosts = {i["inputs"]["tags"]["Name"]: i for i in built.of("Instance")}
+    assert {name: (h["inputs"]["tags"]["roadie:db-role"], zones.index(h["inputs"]["availabilityZone"]))
+            for name, h in hosts.items()} == DB_MEMBERS[built.stack]
+    member_zones = [h["inputs"]["availabilityZone"] for h in hosts.values()]
+    # Every member in its own AZ where the stack has three; else no replica beside the primary.
+    assert len(set(member_zones)) == min(3, s.az_count)
+    assert [z for z in member_zones if z == zones[s.database.primary_az]] == [zones[s.database.primary_az]]
+    volumes = set()
+    for name, h in hosts.items():
+        zone = h["inputs"]["availabilityZone"]
         subnet = db_subnets[h["inputs"]["subnetId"]]
-        assert subnet["inputs"]["availabilityZone"] == zones[role]
+        assert subnet["inputs"]["availabilityZone"] == zone
         assert ipaddress.ip_address(h["state"]["privateIp"]) in ipaddress.ip_network(subnet["inputs"]["cidrBlock"])
-        assert built.outputs[f"database{role.capitalize()}Address"] == h["state"]["privateIp"]
-        att = next(a for a in built.of("VolumeAttachment") if a["inputs"]["instanceId"] == h["id"])
-        vol = built.by_id(att["inputs"]["volumeId"])["inputs"]
-        assert vol["availabilityZone"] == zones[role]
+        assert built.outputs[program.address_output(name.removeprefix("db-"))] == h["state"]["privateIp"]
+        (att,) = [a for a in built.of("VolumeAttachment") if a["inputs"]["instanceId"] == h["id"]]
+        volume = built.by_id(att["inputs"]["volumeId"])
+        vol = volume["inputs"]
+        assert vol["availabilityZone"] == zone
+        assert vol["tags"]["roadie:db-role"] == h["inputs"]["tags"]["roadie:db-role"]
         assert (vol["type"], vol["encrypted"], vol["size"]) == ("gp3", True, s.database.volume_size_gb)
+        volumes.add(volume["id"])
+    assert len(volumes) == 3
+
+
+def test_existing_database_resources_keep_their_names(built):
+    """A two-member stack's primary and replica are not replaced; only replica-2's resources are new."""
+    names = {r["name"] for kind in ("Instance", "Volume", "VolumeAttachment") for r in built.of(kind)}
+    assert names == {f"{kind}-db-{member}{suffix}" for member in ("primary", "replica", "replica-2")
+                     for kind, suffix in (("compute", ""), ("storage", "-data"), ("compute", "-data"))}
 
 
 @pytest.mark.parametrize("kind, sse", [("media", "aws:kms"), ("artifacts", "aws:kms"), ("backups", "aws:kms"),
