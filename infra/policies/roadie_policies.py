@@ -24,6 +24,9 @@ INSTANCE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
 TABLE = "aws:dynamodb/table:Table"
+SUBNET = "aws:ec2/subnet:Subnet"
+# Patroni's etcd keeps a majority with one member down only with three members.
+DATABASE_MEMBERS = 3
 
 # Resource types that take tags. A test checks this against pulumi_aws for
 # every type the program creates, so a new resource cannot slip by untagged.
@@ -186,6 +189,42 @@ def buckets_block_public_access(args, report_violation) -> None:
             report_violation(f"{b.name}: bucket lacks a public access block with all four settings on.", b.urn)
 
 
+def _tag(resource, key: str):
+    tag_map = resource.props.get("tags")
+    return tag_map.get(key) if isinstance(tag_map, dict) else None
+
+
+def database_quorum(args, report_violation) -> None:
+    """Three database members, one primary, spread over the AZs: etcd and Patroni survive losing one.
+
+    With two members, losing either loses etcd's majority and no failover can
+    happen (docs/database.md). Members share an AZ only when the database
+    subnets span fewer than three, and no replica shares the primary's.
+    """
+    hosts = [r for r in args.resources if r.resource_type == INSTANCE and _tag(r, "roadie:role") == "database"]
+    if len(hosts) < DATABASE_MEMBERS:
+        report_violation(f"the stack has {len(hosts)} database instances; Patroni's etcd needs {DATABASE_MEMBERS} "
+                         "to keep a majority with one down.")
+    primaries = [h for h in hosts if _tag(h, "roadie:db-role") == "primary"]
+    if hosts and len(primaries) != 1:
+        report_violation(f"the stack has {len(primaries)} database instances tagged roadie:db-role=primary; "
+                         "Patroni bootstraps on exactly one.")
+    zones = {h.name: h.props.get("availabilityZone") for h in hosts}
+    if not hosts or None in zones.values():  # unknown until the zones are read
+        return
+    subnet_zones = {r.props.get("availabilityZone") for r in args.resources
+                    if r.resource_type == SUBNET and _tag(r, "roadie:subnet") == "database"}
+    want = min(len(hosts), len(subnet_zones - {None}) or len(hosts))  # too few hosts is reported above
+    if len(set(zones.values())) < want:
+        report_violation(f"the database instances use {len(set(zones.values()))} AZs "
+                         f"({', '.join(sorted(set(zones.values())))}); they must use {want}.")
+    for p in primaries:
+        beside = sorted(h.name for h in hosts if h is not p and zones[h.name] == zones[p.name])
+        if beside:
+            report_violation(f"{', '.join(beside)}: in the primary's AZ {zones[p.name]}; losing it would take "
+                             "two members.", p.urn)
+
+
 # name -> (function, description): the pack, in one place for __main__ and the tests.
 RESOURCE_POLICIES = {
     "no-public-ingress": (no_public_ingress, "No ingress from the internet except the load balancer on 80/443."),
@@ -199,4 +238,5 @@ RESOURCE_POLICIES = {
 STACK_POLICIES = {
     "buckets-encrypted": (buckets_encrypted, "Every bucket has default encryption."),
     "buckets-block-public-access": (buckets_block_public_access, "Every bucket has a full public access block."),
+    "database-quorum": (database_quorum, "Three database members, one primary, each in its own AZ where there are 3."),
 }

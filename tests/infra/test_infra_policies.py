@@ -138,6 +138,37 @@ def test_stack_policies(resources, encrypted, blocked):
     assert (run(rp.buckets_encrypted), run(rp.buckets_block_public_access)) == (encrypted, blocked)
 
 
+def _db_stack(*members: tuple[str, str | None], subnet_zones=("a", "b", "c")) -> list[PolicyResource]:
+    """Database instances (db-role, AZ) and the stack's database subnets."""
+    out = [_resource(rp.SUBNET, f"db-subnet-{z}", {"availabilityZone": z, "tags": {"roadie:subnet": "database"}})
+           for z in subnet_zones]
+    out += [_resource(rp.INSTANCE, f"db-{i}", {"availabilityZone": zone,
+                                               "tags": {**DB_TAGS, "roadie:db-role": role}})
+            for i, (role, zone) in enumerate(members)]
+    return [*out, _resource(rp.INSTANCE, "streaming-x", {"availabilityZone": "a", "tags": LB_TAGS})]
+
+
+@pytest.mark.parametrize("resources, messages", [
+    (_db_stack(("primary", "a"), ("replica", "b"), ("replica", "c")), []),
+    (_db_stack(("primary", "a"), ("replica", "b"), ("replica", "b"), subnet_zones=("a", "b")), []),
+    (_db_stack(("primary", "a"), ("replica", None), ("replica", "c")), []),  # zones unknown in a preview
+    (_db_stack(("primary", "a"), ("replica", "b")), ["the stack has 2 database instances; Patroni's etcd needs 3"]),
+    (_db_stack(("primary", "a"), ("replica", "b"), ("replica", "b")),
+     ["the database instances use 2 AZs (a, b); they must use 3."]),
+    (_db_stack(("primary", "a"), ("replica", "a"), ("replica", "b"), subnet_zones=("a", "b")),
+     ["db-1: in the primary's AZ a; losing it would take two members."]),
+    (_db_stack(("replica", "a"), ("replica", "b"), ("replica", "c")),
+     ["the stack has 0 database instances tagged roadie:db-role=primary"]),
+    (_db_stack(("primary", "a"), ("primary", "b"), ("replica", "c")),
+     ["the stack has 2 database instances tagged roadie:db-role=primary"]),
+])
+def test_database_quorum(resources, messages):
+    found = []
+    rp.database_quorum(StackValidationArgs(resources), lambda msg, urn=None: found.append(msg))
+    assert len(found) == len(messages)
+    assert all(f.startswith(m) for f, m in zip(found, messages, strict=True)), found
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_whole_pack_passes_on_every_resource_of_every_stack(build, stack):
     built = build(stack)
@@ -161,7 +192,7 @@ def test_taggable_list_covers_every_taggable_type_the_program_creates(build):
 
 def test_pack_names_every_policy_once():
     names = [*rp.RESOURCE_POLICIES, *rp.STACK_POLICIES]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 9
     source = (rp.__file__.rsplit("/", 1)[0] + "/__main__.py")
     text = open(source).read()
     assert "RESOURCE_POLICIES" in text and "STACK_POLICIES" in text and "EnforcementLevel.MANDATORY" in text
