@@ -194,9 +194,14 @@ def _listed(env: str, path: Path) -> dict:
 
 
 def _save(file: Path, doc: dict) -> None:
-    """Written whole or not at all (a rename), readable by its owner only; a failure only loses the cache."""
+    """Written whole or not at all (a rename), readable by its owner only; a failure only loses the cache.
+
+    Only beside state the environment already has: a command refused as bad
+    input must leave no directory behind (the first `roadie local up` makes it).
+    """
+    if not file.parent.is_dir():
+        return
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_name(f".{file.name}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

@@ -20,6 +20,7 @@ def inv_dir(tmp_path, monkeypatch):
     (root / "lab" / "group_vars" / "all" / "main.yml").write_text("roadie_connection: ssh\n")
     monkeypatch.setattr(paths, "INVENTORIES", root)
     monkeypatch.setenv("ROADIE_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state" / "lab").mkdir(parents=True)
     runs = []
     real = subprocess.run
 
@@ -117,3 +118,13 @@ def test_only_static_unvaulted_inventories_are_cached(inv_dir, make, cached):
 def test_production_reads_the_cloud_every_time():
     assert inventory.fingerprint(inventory.inventory_path("production")) is None
     assert inventory.fingerprint(inventory.inventory_path("local")) is not None
+
+
+def test_no_state_directory_is_made_for_the_cache(inv_dir):
+    """A command refused before the environment has state (bad input) must leave nothing behind."""
+    path, runs = inv_dir
+    state = paths.state_dir("lab")
+    state.rmdir()
+    assert [h.name for h in _reload().group("catalog")] == ["catalog-1"]
+    _reload()
+    assert not state.exists() and len(runs) == 2  # asked each time, nothing written
