@@ -148,3 +148,31 @@ def test_every_undo_runs_even_when_one_fails(monkeypatch):
     assert done == ["locked catalog", "locked streaming", "maintenance on catalog", "maintenance on streaming",
                     "maintenance off streaming", "maintenance off catalog", "released streaming",
                     "released catalog", "closed"]
+
+
+@pytest.mark.parametrize(("audit", "expected"), [
+    ({"seconds": 4.5}, {"seconds": 4.5}),  # into scratch
+    ({"into": "live", "fresh_backup": "20261123T130000", "seconds": 30.0, "downtime_seconds": 21.0},
+     {"into": "live", "fresh_backup": "20261123T130000", "seconds": 30.0, "downtime_seconds": 21.0}),
+])
+def test_a_finished_restore_is_audited_with_each_tables_rows(monkeypatch, audit, expected):
+    from roadie.cli import db as db_cli
+
+    records, shown = [], []
+
+    class Out:
+        json = False
+
+        def result(self, doc, message):
+            shown.append(message)
+
+        def table(self, header, rows, title):
+            shown.append(rows)
+
+    monkeypatch.setattr(db_cli, "_audit", lambda env, doc: records.append(doc))
+    done = {"backup_id": "20261123T120000", "target_time": None, "on": "db-2",
+            "tables": {"tracks": {"rows": 300, "md5": "abc"}}}
+    db_cli._restored(Out(), "local", done, audit, "restored")
+    assert records == [{"operation": "db.restore", "result": "ok", "backup_id": "20261123T120000",
+                        "target_time": None, "on": "db-2", "tables": {"tracks": 300}, **expected}]
+    assert shown == ["restored", [("tracks", 300, "abc")]]

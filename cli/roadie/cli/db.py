@@ -192,12 +192,17 @@ def restore(ctx, backup_id, target, into, keep, force, typed, plan_only):
     out.info(summary)
     done = _audited(env, "db.restore", {k: plan[k] for k in ("backup_id", "target_time", "on")},
                     lambda: backups.restore(env, plan, keep, out.info))
+    _restored(out, env, done, {"seconds": done["restore_seconds"]},
+              f"restored {done['backup_id']} on {done['on']} in {done['restore_seconds']} s; "
+              + (f"scratch server kept on port {barman.SCRATCH_PORT}" if keep else "scratch server removed"))
+
+
+def _restored(out, env: str, done: dict, audit: dict, message: str) -> None:
+    """A finished restore, into scratch or live: audited with each table's rows, reported, its tables shown."""
     _audit(env, {"operation": "db.restore", "result": "ok", "backup_id": done["backup_id"],
-                 "target_time": done["target_time"], "on": done["on"], "seconds": done["restore_seconds"],
+                 "target_time": done["target_time"], "on": done["on"], **audit,
                  "tables": {k: v["rows"] for k, v in done["tables"].items()}})
-    out.result({"result": "ok", "env": env, **done},
-               f"restored {done['backup_id']} on {done['on']} in {done['restore_seconds']} s; "
-               + (f"scratch server kept on port {barman.SCRATCH_PORT}" if keep else "scratch server removed"))
+    out.result({"result": "ok", "env": env, **done}, message)
     if not out.json:
         out.table(["table", "rows", "md5"], [(k, v["rows"], v["md5"]) for k, v in done["tables"].items()],
                   title="restored tables")
@@ -223,14 +228,8 @@ def _restore_live(out, env: str, plan: dict, summary: str) -> None:
     out.info(summary)
     done = _audited(env, "db.restore", {k: plan[k] for k in ("backup_id", "target_time", "on", "into")},
                     lambda: restore_live.run(env, plan, out.info))
-    _audit(env, {"operation": "db.restore", "result": "ok", "into": "live", "backup_id": done["backup_id"],
-                 "target_time": done["target_time"], "on": done["on"], "fresh_backup": done["fresh_backup"],
-                 "seconds": done["seconds"], "downtime_seconds": done["downtime_seconds"],
-                 "tables": {k: v["rows"] for k, v in done["tables"].items()}})
-    out.result({"result": "ok", "env": env, **done},
-               f"restored {done['backup_id']} over the live cluster in {done['seconds']} s "
-               f"({done['downtime_seconds']} s without the database); fresh backup {done['fresh_backup']} "
-               f"holds what was replaced; {done['kept']['host']} keeps its old data in {done['kept']['datadir']}")
-    if not out.json:
-        out.table(["table", "rows", "md5"], [(k, v["rows"], v["md5"]) for k, v in done["tables"].items()],
-                  title="restored tables")
+    _restored(out, env, done, {"into": "live", "fresh_backup": done["fresh_backup"], "seconds": done["seconds"],
+                               "downtime_seconds": done["downtime_seconds"]},
+              f"restored {done['backup_id']} over the live cluster in {done['seconds']} s "
+              f"({done['downtime_seconds']} s without the database); fresh backup {done['fresh_backup']} "
+              f"holds what was replaced; {done['kept']['host']} keeps its old data in {done['kept']['datadir']}")
