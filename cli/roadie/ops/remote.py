@@ -68,6 +68,7 @@ class Fanout:
                 if self.stopped.is_set():
                     return Result(host.name, None, error="stopped")
                 self.conns[host.name] = conn
+            transport.open_once(conn)  # Nagle off, as on every roadie connection
             kw = {"out_stream": _Lines(host.name, on_line)} if on_line else {}
             r = conn.run(command, hide=True, warn=True, in_stream=False, pty=pty, timeout=timeout, **kw)
             return Result(host.name, r.exited, r.stdout, r.stderr)
