@@ -1,7 +1,10 @@
 """The catalog API against a real PostgreSQL: lookups, search, playlists, health, migrations, SIGTERM."""
 
+import http.client
+import io
 import json
 import signal
+import socket
 import threading
 import time
 
@@ -61,6 +64,51 @@ def test_bad_requests_get_json_errors(client, path, status):
     resp = client.get(path)
     assert resp.status_code == status
     assert "error" in body(resp)
+
+
+@pytest.mark.parametrize("path,query", [("/api/search", {"q": "blue"}), ("/api/playlists", {})])
+@pytest.mark.parametrize("name,value", [
+    ("page", "0"),
+    ("page", "-1"),
+    ("page", "two"),
+    ("page", ""),
+    ("page", "1.5"),
+    ("page", " 2"),
+    ("page", "1_000"),
+    ("page", "\u0663"),  # ARABIC-INDIC DIGIT THREE, which int() accepts
+    ("page", str(catalog_app.MAX_PAGE + 1)),
+    ("page", "99999999999999999999"),  # past bigint: was a 500 from PostgreSQL
+    ("page", "9" * 5000),  # past int()'s digit limit
+    ("per_page", "0"),
+    ("per_page", "ten"),
+    ("per_page", str(catalog_app.MAX_PER_PAGE + 1)),
+    ("per_page", "99999999999999999999"),
+])
+def test_page_parameters_out_of_range_are_400(client, path, query, name, value):
+    maximum = catalog_app.MAX_PAGE if name == "page" else catalog_app.MAX_PER_PAGE
+    resp = client.get(path, query_string={**query, name: value})
+    assert resp.status_code == 400
+    assert body(resp) == {"error": f"{name} must be a whole number from 1 to {maximum}"}
+
+
+def test_the_last_page_allowed_offers_no_next_page(client, monkeypatch):
+    """next_page must never point at a page the API refuses."""
+    monkeypatch.setattr(catalog_app, "MAX_PAGE", 2)
+    got = body(client.get("/api/search?q=River&page=2&per_page=1"))
+    assert len(got["results"]) == 1 and got["next_page"] is None
+    assert client.get("/api/search?q=River&page=3&per_page=1").status_code == 400
+
+
+def test_chunked_body_past_the_limit_is_413(client, db_url):
+    """No Content-Length to refuse up front: the limit holds while the body is read, and a body
+    cut off at the limit is not taken for the whole (here that prefix is valid JSON)."""
+    payload = json.dumps({"name": "padded", "track_ids": [1]}).encode() + b" " * catalog_app.MAX_BODY
+    resp = client.post("/api/playlists", input_stream=io.BytesIO(payload), content_type="application/json",
+                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    assert resp.status_code == 413
+    assert "error" in body(resp)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM playlists WHERE name = 'padded'").fetchone()[0] == 0
 
 
 def test_album_and_artist(client):
@@ -264,5 +312,24 @@ def test_sigterm_lets_a_slow_request_finish(db_url, tmp_path, monkeypatch):
         assert result["resp"][0] == 200
         assert json.loads(result["resp"][2])["id"] == 1
         assert proc.wait(20) == 0
+    finally:
+        servicekit.stop(proc)
+
+
+def test_body_claiming_20_mb_is_413_before_it_is_read(db_url, tmp_path):
+    """Through gunicorn: the answer comes from Content-Length alone, with one byte of the body sent.
+    A server that read the body would wait for the rest and the client would time out."""
+    port = servicekit.free_port()
+    env = servicekit.service_env("catalog", CATALOG_BIND=f"127.0.0.1:{port}", CATALOG_DATABASE_URL=db_url,
+                                 CATALOG_WORKERS=1, CATALOG_THREADS=2, CATALOG_GRACEFUL_TIMEOUT=2)
+    proc = servicekit.gunicorn("catalog", port, env, tmp_path / "gunicorn.log")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"POST /api/playlists HTTP/1.1\r\nHost: catalog\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n{" % (20 << 20))
+            resp = http.client.HTTPResponse(sock)
+            resp.begin()
+            assert resp.status == 413
+            assert "error" in json.loads(resp.read())
     finally:
         servicekit.stop(proc)

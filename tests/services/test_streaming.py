@@ -6,6 +6,7 @@ import io
 import os
 import signal
 import socket
+import threading
 import time
 import wave
 
@@ -177,6 +178,120 @@ def test_failed_fetch_leaves_nothing_behind(tmp_path):
     with pytest.raises(ConnectionError):
         cache.open("k")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_download_locks_do_not_pile_up(tmp_path):
+    """Every distinct id asked, bogus ones included, used to leave a lock behind for good."""
+    fetch, calls = fake_store({"k1": b"one"})
+    cache = MediaCache(tmp_path, 1000, fetch)
+    for i in range(1000):
+        with pytest.raises(NotFound):
+            cache.open(f"bogus{i}")
+    cache.open("k1").close()
+    assert len(calls) == 1001
+    assert len(cache._locks) == 0
+
+
+def test_concurrent_requests_for_one_key_share_one_download_and_its_lock(tmp_path):
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def fetch(key, out):
+        calls.append(key)
+        started.set()
+        release.wait(10)
+        out.write(b"audio")
+
+    cache = MediaCache(tmp_path, 1000, fetch)
+    got = []
+
+    def read():
+        with cache.open("k") as f:
+            got.append(f.read())
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    assert started.wait(10)
+    time.sleep(0.2)  # the other seven are now waiting on the one lock
+    assert len(cache._locks) == 1
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert got == [b"audio"] * 8 and calls == ["k"]
+    assert len(cache._locks) == 0
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_missing_key_is_not_asked_for_again_until_the_ttl_passes(tmp_path):
+    objects = {}
+    fetch, calls = fake_store(objects)
+    clock = Clock()
+    cache = MediaCache(tmp_path, 1000, fetch, miss_ttl=10, clock=clock)
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            cache.open("k")
+    assert calls == ["k"]
+    objects["k"] = b"uploaded meanwhile"
+    clock.now += 9.9
+    with pytest.raises(NotFound):
+        cache.open("k")
+    clock.now += 0.1
+    assert cache.open("k").read() == b"uploaded meanwhile"
+    assert calls == ["k", "k"]
+
+
+def test_the_missing_keys_remembered_are_bounded(tmp_path):
+    fetch, calls = fake_store({})
+    clock = Clock()
+    cache = MediaCache(tmp_path, 1000, fetch, miss_ttl=10, max_misses=100, clock=clock)
+    for i in range(1000):
+        with pytest.raises(NotFound):
+            cache.open(f"bogus{i}")
+        assert len(cache._misses) <= 100
+    with pytest.raises(NotFound):
+        cache.open("bogus0")  # forgotten first, so asked again
+    assert calls.count("bogus0") == 2
+    clock.now += 10
+    with pytest.raises(NotFound):
+        cache.open("other")
+    assert list(cache._misses) == ["other"]  # the expired ones went with the next miss
+
+
+def test_a_failing_store_is_not_taken_for_a_missing_key(tmp_path):
+    calls = []
+
+    def fetch(key, out):
+        calls.append(key)
+        raise ConnectionError("reset")
+
+    cache = MediaCache(tmp_path, 1000, fetch)
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            cache.open("k")
+    assert calls == ["k", "k"]
+
+
+def test_repeated_requests_for_an_unknown_track_ask_s3_once(moto_endpoint, bucket, tmp_path):
+    s3 = servicekit.s3(moto_endpoint)
+    requests = []
+    s3.meta.events.register("before-send.s3", lambda request, **_: requests.append(request.url))
+    cfg = Config(bind="", media_bucket=bucket, cache_dir=str(tmp_path), cache_max_bytes=1 << 20,
+                 workers=1, threads=1, graceful_timeout=1)
+    c = Client(streaming_app.create_app(cfg, s3_client=s3))
+    assert c.get("/stream/31337").status_code == 404
+    asked = len(requests)
+    assert asked >= 1 and all("31337" in url for url in requests)
+    for _ in range(5):
+        assert c.get("/stream/31337").status_code == 404
+    assert len(requests) == asked
 
 
 def test_seeded_media_is_real_audio():

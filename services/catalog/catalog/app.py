@@ -10,7 +10,7 @@ import json
 import logging
 
 import psycopg
-from werkzeug.exceptions import BadRequest, HTTPException, NotFound
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -21,8 +21,10 @@ from catalog.db import Database
 log = logging.getLogger("catalog")
 
 MAX_PER_PAGE = 100
+MAX_PAGE = 10_000  # keeps OFFSET within bigint and the scan within the statement timeout
 MAX_QUERY = 100
 MAX_PLAYLIST = 1000
+MAX_BODY = 1 << 20  # bytes; a full playlist is some 10 KB of JSON
 
 URLS = Map([
     Rule("/healthz", endpoint="healthz", methods=["GET"]),
@@ -42,15 +44,23 @@ def as_json(data, status: int = 200, headers=None) -> Response:
                     mimetype="application/json")
 
 
-def positive_int(args, name: str, default: int, maximum: int | None = None) -> int:
+class CatalogRequest(Request):
+    """Werkzeug answers 413 to a Content-Length past max_content_length before reading a byte, but cuts
+    a chunked body off at that length without a word: so it is one byte past MAX_BODY, and
+    on_create_playlist refuses a body that reaches it."""
+
+    max_content_length = MAX_BODY + 1
+
+
+def positive_int(args, name: str, default: int, maximum: int) -> int:
+    """ASCII digits only: int() alone would also take " 7", "1_000" and other scripts' digits."""
     raw = args.get(name, str(default))
     try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1 or (maximum is not None and value > maximum):
-        limit = f" and at most {maximum}" if maximum else ""
-        raise BadRequest(f"{name} must be at least 1{limit}")
+        value = int(raw) if raw.isascii() and raw.isdigit() else 0
+    except ValueError:  # more digits than int() converts
+        value = 0
+    if not 1 <= value <= maximum:
+        raise BadRequest(f"{name} must be a whole number from 1 to {maximum}")
     return value
 
 
@@ -60,7 +70,7 @@ class Catalog:
         self.release = release.info()
 
     def __call__(self, environ, start_response):
-        request = Request(environ)
+        request = CatalogRequest(environ)
         try:
             endpoint, values = URLS.bind_to_environ(environ).match()
             response = getattr(self, "on_" + endpoint)(request, **values)
@@ -105,20 +115,22 @@ class Catalog:
             raise BadRequest("q is required: the text to look for in track titles and artist names")
         if len(q) > MAX_QUERY:
             raise BadRequest(f"q must be at most {MAX_QUERY} characters")
-        page = positive_int(request.args, "page", 1)
+        page = positive_int(request.args, "page", 1, MAX_PAGE)
         per_page = positive_int(request.args, "per_page", 20, MAX_PER_PAGE)
         rows, more = self.db.run(store.search, q, page, per_page)
         return as_json({"q": q, "page": page, "per_page": per_page, "results": rows,
-                        "next_page": page + 1 if more else None})
+                        "next_page": page + 1 if more and page < MAX_PAGE else None})
 
     def on_playlists(self, request):
-        page = positive_int(request.args, "page", 1)
+        page = positive_int(request.args, "page", 1, MAX_PAGE)
         per_page = positive_int(request.args, "per_page", 20, MAX_PER_PAGE)
         rows, more = self.db.run(store.playlists, page, per_page)
         return as_json({"page": page, "per_page": per_page, "results": rows,
-                        "next_page": page + 1 if more else None})
+                        "next_page": page + 1 if more and page < MAX_PAGE else None})
 
     def on_create_playlist(self, request):
+        if len(request.get_data()) > MAX_BODY:
+            raise RequestEntityTooLarge(f"the body must be at most {MAX_BODY} bytes")
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise BadRequest('send a JSON object: {"name": "...", "track_ids": [1, 2]}')
