@@ -50,7 +50,7 @@ def deploy_under_load(*args: str):
 def last_audit(version: str) -> dict:
     code, docs, _ = roadie_json("audit", "--service", "catalog")
     assert code == 0
-    return [r for r in docs[-1]["records"] if r["operation"] == "deploy" and r["version"] == version][-1]
+    return [r for r in docs[-1]["records"] if r["operation"] == "deploy" and r["version"] == version][0]
 
 
 def test_a_canary_answering_500s_is_judged_and_rolled_back_during_its_bake(fleet_v1, tmp_path):  # noqa: F811

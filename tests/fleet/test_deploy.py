@@ -147,7 +147,7 @@ def test_rolling_deploy_of_both_services_fails_no_request(fleet_v1):
         assert V2 in summary["by_target"][target]["by_version"], summary
         assert set(versions_on(service).values()) == {V2}
     code, docs, _ = roadie_json("audit", "--service", "catalog")
-    record = [r for r in docs[-1]["records"] if r["operation"] == "deploy"][-1]
+    record = [r for r in docs[-1]["records"] if r["operation"] == "deploy"][0]
     assert record["result"] == "ok" and record["message"] == f"catalog to {V2} under load"
     assert {h["host"]: (h["from"], h["to"], h["result"]) for h in record["hosts"]} == {
         n: (fleet_v1["catalog"], V2, "ok") for n in TIERS["catalog"]}

@@ -46,9 +46,9 @@ def main_pids(service: str) -> dict[str, int]:
 
 
 def last_audit(service: str, operation: str) -> dict:
-    code, docs, err = roadie_json("audit", "--since", "1h")
+    code, docs, err = roadie_json("audit", "--service", service, "--since", "1h", "--limit", "1000")
     assert code == 0, err
-    return [r for r in docs[-1]["records"] if r["operation"] == operation and r["service"] == service][-1]
+    return [r for r in docs[-1]["records"] if r["operation"] == operation][0]  # newest first
 
 
 @pytest.mark.parametrize("service", ["catalog", "streaming"])

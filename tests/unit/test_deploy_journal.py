@@ -141,3 +141,42 @@ def test_nothing_else_starts_over_an_unsettled_journal(died):
         run.execute(prepared)
     assert run.lock_for(estate.env, SERVICE).holder() is None  # the lock it took is given back
     assert run.journal_for(estate.env, SERVICE).read().unsettled()  # the journal is still there to resume from
+
+
+class Stingy:
+    """The deploys table's client, but each batch write takes at most 10 requests and leaves the rest unprocessed."""
+
+    def __init__(self, ddb):
+        self._ddb, self.partial = ddb, 0
+
+    def __getattr__(self, name):
+        return getattr(self._ddb, name)
+
+    def batch_write_item(self, RequestItems):  # noqa: N803 (boto3's name)
+        (name, requests), = RequestItems.items()
+        self._ddb.batch_write_item(RequestItems={name: requests[:10]})
+        self.partial += len(requests) > 10
+        return {"UnprocessedItems": {name: requests[10:]} if requests[10:] else {}}
+
+
+def test_a_big_journal_is_whole_through_paged_reads_and_unprocessed_writes(moto_endpoint):
+    from roadie.deploy import table
+
+    ddb = awsestate.client(moto_endpoint, "dynamodb")
+    table.ensure(ddb, "roadie-big-deploys", emulated=True)
+    ddb.meta.events.register("before-parameter-build.dynamodb.Query",
+                             lambda params, **_: params.setdefault("Limit", 7))  # pages of 7 items
+    stingy = Stingy(ddb)
+    hosts = [f"host-{i:02d}" for i in range(60)]  # more than two batch writes' worth (25 a call)
+    j = journal.Journal(stingy, "roadie-big-deploys", "big", "catalog")
+    j.begin("deploy", "2.0.0", {h: ("1.0.0", "2.0.0") for h in hosts}, "alice")
+    for i, h in enumerate(hosts):
+        j.note(h, "done" if i % 2 else "drained")
+    j.close()
+    assert {h: m["step"] for h, m in j.read().moves.items()} == {
+        h: "done" if i % 2 else "drained" for i, h in enumerate(hosts)}
+    assert stingy.partial  # some writes were left unprocessed by DynamoDB, and retried
+    j.end()
+    assert j.read() is None
+    assert ddb.query(TableName="roadie-big-deploys", KeyConditionExpression="pk = :pk", Select="COUNT",
+                     ExpressionAttributeValues={":pk": {"S": "journal#big#catalog"}})["Count"] == 0

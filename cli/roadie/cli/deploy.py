@@ -207,12 +207,15 @@ def status(ctx):
     out.result(doc)
     if out.json:
         return
+    from roadie.deploy import view
+
     for svc in doc["services"]:
         drift = " (version drift!)" if len(svc["versions"]) > 1 else ""
-        out.table(["host", "version", "previous", "releases", "unit", "balancer"],
-                  [(h["host"], h["current"], h["previous"], " ".join(h["releases"]), h["active"], h["balancer"])
-                   for h in svc["hosts"]],
+        rows, notes = view.status_table(svc["hosts"])
+        out.table(view.STATUS_COLUMNS, rows,
                   title=f"{svc['service']}: {', '.join(svc['versions']) or 'not deployed'}{drift}")
+        for note in notes:  # an unreachable host's whole error, under the table
+            out.line(f"  {note}")
         lock = svc["lock"]
         out.info(f"  lock: {lock['describe'] if lock else 'free'}")
         if svc["unfinished"]:
@@ -286,21 +289,27 @@ def _since(text: str | None) -> float | None:
 @click.command()
 @click.option("--service", help="Only this service's records.")
 @click.option("--since", help="Only records after this time (ISO 8601) or age (90m, 2h, 7d).")
+@click.option("--limit", "limit_text", metavar="N", default="50", show_default=True,
+              help="The newest N records (a positive whole number).")
 @options.common
 @click.pass_context
-def audit(ctx, service, since):
-    """Deploys, rollbacks and overrides recorded in the environment, oldest first."""
+def audit(ctx, service, since, limit_text):
+    """Deploys, rollbacks and overrides recorded in the environment, newest first."""
     from roadie import model
     from roadie.deploy import audit as log
     from roadie.deploy import run
 
+    limit = log.parse_limit(limit_text)
     if service:
         model.load().service(service)
+    after = _since(since)
     ddb, name = run._state(ctx.obj.env)
-    records = log.query(ddb, name, ctx.obj.env, service=service, since=_since(since))
+    records, more = log.latest(ddb, name, ctx.obj.env, limit, service=service, since=after)
     out = output.of(ctx)
-    out.result({"env": ctx.obj.env, "records": records})
+    out.result({"env": ctx.obj.env, "limit": limit, "more": more, "records": records})
     if not out.json:
         out.table(["when", "who", "operation", "service", "version", "result", "seconds", "message"],
                   [(r["recorded_at"], r.get("who"), r.get("operation"), r.get("service"), r.get("version"),
                     r.get("result"), r.get("seconds"), r.get("message")) for r in records])
+        if more:
+            out.info(f"The newest {limit}; older records with a larger --limit or an earlier --since.")

@@ -1,7 +1,8 @@
 """The audit log: one record per deploy, rollback, restart or lock override, in the deploys table.
 
-Records share one partition ordered by time, so `roadie audit --since` is one
-query; each record is the operation's whole document (JSON), with the fields
+Records share one partition per environment, sorted by time (`sk` is the ISO time,
+then the record's id), so `roadie audit` is one query read from its newest end,
+`--since` bounding it; each record is the operation's whole document (JSON), with the fields
 used for filtering copied beside it.
 """
 
@@ -11,6 +12,8 @@ import json
 import time
 import uuid
 from datetime import datetime, timezone
+
+from roadie.errors import BadInput
 
 PARTITION = "audit"
 
@@ -30,19 +33,44 @@ def record(ddb, table: str, env: str, doc: dict) -> dict:
     return doc
 
 
+def parse_limit(text: str) -> int:
+    """`--limit N`: a positive whole number, or BadInput."""
+    value = str(text).strip()
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
+        raise BadInput(f"--limit must be a positive whole number, not '{text}'.")
+    return int(value)
+
+
 def query(ddb, table: str, env: str, service: str | None = None, since: float | None = None,
-          limit: int = 1000) -> list[dict]:
-    """Records oldest first, optionally of one service and after a time."""
-    kwargs = {"TableName": table, "KeyConditionExpression": "pk = :pk AND sk >= :since",
-              "ExpressionAttributeValues": {":pk": {"S": f"{PARTITION}#{env}"},
-                                            ":since": {"S": iso(since) if since else "0"}}}
+          limit: int | None = None, newest_first: bool = False) -> list[dict]:
+    """Records oldest (or newest) first, optionally of one service and after a time; all of them, or `limit`.
+
+    One Query on the environment's partition, read from either end of its time-ordered
+    sort key. Without a service filter a page is exactly the records asked for, so the
+    newest N cost N records' reads however long the history; with one, DynamoDB reads
+    then filters (MaxItems counts what the filter kept).
+    """
+    values = {":pk": {"S": f"{PARTITION}#{env}"}}
+    condition = "pk = :pk"
+    if since is not None:
+        condition += " AND sk >= :since"
+        values[":since"] = {"S": iso(since)}
+    kwargs = {"TableName": table, "KeyConditionExpression": condition, "ExpressionAttributeValues": values,
+              "ScanIndexForward": not newest_first}
     if service:
         kwargs["FilterExpression"] = "service = :svc"
-        kwargs["ExpressionAttributeValues"][":svc"] = {"S": service}
-    out: list[dict] = []
-    while True:
-        page = ddb.query(**kwargs)
-        out.extend(json.loads(item["doc"]["S"]) for item in page.get("Items", []))
-        if "LastEvaluatedKey" not in page or len(out) >= limit:
-            return out[:limit]
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        values[":svc"] = {"S": service}
+    config = {}
+    if limit is not None:
+        config["MaxItems"] = limit
+        if not service:
+            config["PageSize"] = limit
+    pages = ddb.get_paginator("query").paginate(**kwargs, PaginationConfig=config)
+    return [json.loads(item["doc"]["S"]) for page in pages for item in page.get("Items", [])]
+
+
+def latest(ddb, table: str, env: str, limit: int, service: str | None = None,
+           since: float | None = None) -> tuple[list[dict], bool]:
+    """The newest `limit` records, newest first, and whether older ones (within `since`) were left out."""
+    records = query(ddb, table, env, service=service, since=since, limit=limit + 1, newest_first=True)
+    return records[:limit], len(records) > limit

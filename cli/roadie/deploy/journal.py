@@ -60,7 +60,7 @@ class Entry:
         return f"unfinished {self.operation} to {self.version} by {self.who}: {steps}"
 
 
-FLUSH_SECONDS = 0.2  # steps noted within this are written together (batch_write_item, 25 hosts a call)
+FLUSH_SECONDS = 0.2  # steps noted within this are written together (batch writes, 25 hosts a call)
 
 
 class Journal:
@@ -80,15 +80,10 @@ class Journal:
         self._flusher: threading.Thread | None = None
 
     def _items(self) -> list[dict]:
-        kwargs = {"TableName": self.table, "KeyConditionExpression": "pk = :pk", "ConsistentRead": True,
-                  "ExpressionAttributeValues": {":pk": _pk(self.env, self.service)}}
-        items: list[dict] = []
-        while True:
-            page = self.ddb.query(**kwargs)
-            items += page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        pages = self.ddb.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk", ConsistentRead=True,
+            ExpressionAttributeValues={":pk": _pk(self.env, self.service)})
+        return [item for page in pages for item in page.get("Items", [])]
 
     def read(self) -> Entry | None:
         items = self._items()
@@ -101,12 +96,12 @@ class Journal:
         return Entry(operation=head["operation"]["S"], version=head["version"]["S"], moves=moves,
                      started_at=float(head["started_at"]["N"]), who=head["who"]["S"])
 
-    def _batch(self, requests: list[dict]) -> None:
-        """batch_write_item 25 at a time, retrying what DynamoDB left unprocessed."""
-        for i in range(0, len(requests), 25):
-            pending = {self.table: requests[i:i + 25]}
-            while pending:
-                pending = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+    def _writer(self):
+        """boto3's batch writer over this journal's client: 25 requests a batch_write_item, and what DynamoDB
+        leaves unprocessed sent again until none is left (items are in the client's typed form, {"S": ...})."""
+        from boto3.dynamodb.table import BatchWriter
+
+        return BatchWriter(self.table, self.ddb)
 
     def begin(self, operation: str, version: str, moves: dict[str, tuple[str | None, str]], who: str) -> None:
         """A new journal; refused (BadInput) while a dead deploy's journal is unsettled."""
@@ -134,7 +129,9 @@ class Journal:
         with self._lock:
             items = [{**_key(self.env, self.service, h), **{k: s(v) for k, v in self._moves[h].items()}}
                      for h in hosts]
-        self._batch([{"PutRequest": {"Item": item}} for item in items])
+        with self._writer() as batch:
+            for item in items:
+                batch.put_item(Item=item)
 
     def note(self, host: str, step: str) -> None:
         """A host's progress, written at the next flush; a host this journal does not hold is ignored."""
@@ -166,8 +163,10 @@ class Journal:
 
     def end(self) -> None:
         """Host items first, the header last: a journal half deleted still reads as unfinished."""
-        hosts = [i for i in self._items() if i["sk"]["S"] != "journal"]
-        self._batch([{"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in hosts])
+        with self._writer() as batch:  # every host item is gone when the block ends
+            for i in self._items():
+                if i["sk"]["S"] != "journal":
+                    batch.delete_item(Key={"pk": i["pk"], "sk": i["sk"]})
         self.ddb.delete_item(TableName=self.table, Key=_key(self.env, self.service))
 
     def recording(self, emit: Callable[[Event], None]) -> Callable[[Event], None]:
