@@ -1,8 +1,10 @@
 """`make bench`: run every benchmark suite and write docs/BENCHMARKS.md.
 
 Each suite is its own module (`python -m bench.NAME --json`), run in a fresh
-process and bounded in time by its own flags; results land in bench/results/
-(git-ignored) and, rendered as tables, in the "Latest run" part of the doc.
+process and bounded in time by its own flags. Its result is stored in
+bench/runs/SUITE.json with the run's date, commit and machine (committed with the
+doc), and the "Latest results" part of the doc is rendered from those files only:
+a suite not re-run keeps its own stored run, dated; a suite never run shows nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 MARK = "<!-- latest run: written by `make bench`, everything below is replaced -->"
+RUNS = ROOT / "bench" / "runs"
 SUITES = {
     "fleet": ["--runs", "5", "--cold-runs", "3"],
     "converge": ["--cold", "--synthetic", "--runs", "3"],
@@ -54,7 +56,7 @@ RATIOS = [
     ("fleet", "warm `local up` vs serial up, host after host",
      lambda r: f"{r['ratio_serial_over_warm']}x ({r['warm_up']['median_s']} s vs "
                f"{r['baseline_serial_up']['median_s']} s)"),
-    ("converge", "no-op converge of the roles, roadie vs stock Ansible",
+    ("converge", "no-op converge of the roles, roadie vs stock Ansible (goal 10x)",
      lambda r: f"{r['speedup_vs_stock']}x ({r['roadie_noop_seconds']['best']} s vs "
                f"{next(x['seconds'] for x in r['runs'] if x['profile'] == 'stock')} s)"),
     ("converge", "synthetic 31-task no-op play, roadie vs stock Ansible",
@@ -62,11 +64,12 @@ RATIOS = [
                f"{next(x['seconds'] for x in r['synthetic']['runs'] if x['profile'] == 'stock')} s)"),
     ("converge", "no-op converge, mitogen vs built-in linear strategy",
      lambda r: f"{r['speedup_mitogen_over_linear']}x"),
-    ("deploy", "rolling deploy of the catalog tier under load, roadie vs Ansible rolling_update.yml (time)",
+    ("deploy", "rolling deploy of the catalog tier under load, roadie vs Ansible rolling_update.yml "
+               "(time; goal 0.5x)",
      lambda r: f"{r['ratio_roadie_over_baseline']}x ({r['roadie_seconds']['median']} s vs "
                f"{r['baseline_seconds']['median']} s; failed requests {r['failed_requests']['roadie']} vs "
                f"{r['failed_requests']['baseline']})"),
-    ("deploy", "roadie's own overhead per batch (wall time less drain, restart, health, UP waits)",
+    ("deploy", "roadie's own overhead per batch (wall time less drain, restart, health, UP waits; goal < 1 s)",
      lambda r: f"{r['overhead_per_batch_s']} s"),
     ("scale", "SIMULATED: roadie's own orchestration time for a deploy of 1,000 hosts in batches of 10 % (goal < 2 s)",
      lambda r: f"{r['seconds_1000_hosts']} s"),
@@ -98,44 +101,51 @@ def ratios(results: dict) -> list[str]:
     return ["| suite | ratio | value |", "|---|---|---|", *rows, ""] if rows else []
 
 
-def earlier(text: str) -> tuple[str, dict[str, list[str]], dict[str, list[str]]]:
-    """What the doc last showed: when it was written, each suite's ratio rows and its section.
-
-    bench/results/ is this machine's (git-ignored): a suite not re-run here keeps
-    what the doc says of it, marked with that run's date, instead of vanishing.
-    """
-    latest = text.split(MARK, 1)[1] if MARK in text else ""
-    written = re.search(r"^## Latest results \(written ([^,]+)", latest, re.MULTILINE)
-    rows: dict[str, list[str]] = {}
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in latest.splitlines():
-        if line.startswith("### "):
-            current = line[4:].strip()
-            sections[current] = []
-        elif current:
-            sections[current].append(line)
-        elif (m := re.match(r"\| (\w+) \|", line)) and m.group(1) in SUITES:
-            rows.setdefault(m.group(1), []).append(line)
-    return (written.group(1) if written else "an earlier run"), rows, sections
+def stamp() -> dict:
+    """The run a result comes from: when, at which commit (uncommitted changes or not), on what."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":!docs/BENCHMARKS.md", ":!docs/*.png", ":!bench/runs")  # what the bench itself writes
+    return {"date": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC", "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(changed), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version()}
 
 
-def render(results: dict, before: str = "") -> str:
-    when, kept_rows, kept_sections = earlier(before)
-    kept = [s for s in SUITES if s not in results and s in kept_sections]
-    out = [MARK, "", f"## Latest results (written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, "
-           f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()})", ""]
-    table = ratios(results) or ["| suite | ratio | value |", "|---|---|---|", ""]
-    out += table[:-1] + [row for s in kept for row in kept_rows.get(s, [])] + [""]
-    for suite, result in results.items():
-        out += [f"### {suite}", "", "| measure | value |", "|---|---|"]
+def load(runs_dir: Path | None = None) -> dict[str, dict]:
+    """The stored runs, {suite: {"run": stamp, "result": ...}}, in SUITES' order."""
+    runs_dir = runs_dir or RUNS
+    return {s: json.loads((runs_dir / f"{s}.json").read_text()) for s in SUITES if (runs_dir / f"{s}.json").exists()}
+
+
+def header(suite: str, run: dict) -> str:
+    dirty = " with uncommitted changes" if run.get("dirty") else ""
+    return (f"### {suite} (run {run['date']}, commit {(run.get('commit') or 'unknown')[:12]}{dirty}, "
+            f"{run.get('machine')}, {run.get('cpus')} CPUs, Python {run.get('python')})")
+
+
+# Drawn by the suite's own run (bench.deploy's last roadie run, bench.scale --plot).
+PLOTS = {"deploy": "![rollout timeline: per-host steps over requests/s by serving release](deploy-timeline.png)",
+         "scale": "![simulated orchestration time against hosts](deploy-scale.png)"}
+
+
+def render(stored: dict[str, dict]) -> str:
+    """The generated part of the doc, from the stored runs alone (nothing from the doc itself)."""
+    out = [MARK, "", "## Latest results", "",
+           "Each suite's figures are from its own latest stored run (`bench/runs/SUITE.json`), named with "
+           "its date and commit in the suite's heading below; the ratio rows come from the same files.", ""]
+    if not stored:
+        return "\n".join(out + ["_No stored run yet: `make bench` (on the local fleet) writes them._", ""])
+    out += ratios({s: v["result"] for s, v in stored.items()}) or ["| suite | ratio | value |", "|---|---|---|", ""]
+    for suite, entry in stored.items():
         rows: list[tuple[str, str]] = []
-        flatten("", result, rows)
-        out += [f"| {k} | {v} |" for k, v in rows] + [""]
-    for suite in kept:
-        body = kept_sections[suite]
-        dated = any(line.startswith("_Not re-run") for line in body)  # kept before: its own date stays
-        out += [f"### {suite}", *([] if dated else ["", f"_Not re-run on this machine: as written {when}._"]), *body]
+        flatten("", entry["result"], rows)
+        out += [header(suite, entry["run"]), "", "| measure | value |", "|---|---|",
+                *[f"| {k} | {v} |" for k, v in rows], ""]
+        out += [PLOTS[suite], ""] if suite in PLOTS else []
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -147,28 +157,26 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)}")
     chosen = args.suites or list(SUITES)
-    results_dir = ROOT / "bench" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    # Suites not run this time keep their latest results (each suite's ratios
+    RUNS.mkdir(parents=True, exist_ok=True)
+    # Suites not run this time keep their stored runs (each suite's ratios
     # come from one run of that suite), so one suite can be refreshed alone.
-    results = {s: json.loads((results_dir / f"{s}.json").read_text())
-               for s in SUITES if (results_dir / f"{s}.json").exists()}
     failed = []
     for suite in chosen:
         if not (ROOT / "bench" / f"{suite}.py").exists():
             continue
         print(f"bench: {suite}", file=sys.stderr, flush=True)
+        run = stamp()
         proc = subprocess.run([sys.executable, "-m", f"bench.{suite}", "--json", *SUITES[suite]],
                               cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             failed.append(suite)
             print(proc.stderr[-2000:], file=sys.stderr)
             continue
-        results[suite] = json.loads(proc.stdout.strip().splitlines()[-1])
-        (results_dir / f"{suite}.json").write_text(json.dumps(results[suite], indent=2))
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        (RUNS / f"{suite}.json").write_text(json.dumps({"run": run, "result": result}, indent=2) + "\n")
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     head = text.split(MARK)[0].rstrip() + "\n\n"
-    DOC.write_text(head + render(results, text))
+    DOC.write_text(head + render(load()))
     print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 1 if failed else 0
 

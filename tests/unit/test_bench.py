@@ -57,20 +57,48 @@ def test_ratios_list_what_ran_and_skip_what_did_not():
     assert len(rows) == 4
 
 
-def test_a_suite_not_run_here_keeps_what_the_doc_said_of_it():
-    """bench/results/ is per machine: refreshing one suite must not drop the others from the doc."""
-    from bench.__main__ import MARK, render
+RUN = {"date": "2026-11-22 08:05 UTC", "commit": "1bc4d5c" + "0" * 33, "dirty": False,
+       "machine": "x86_64", "cpus": 2, "python": "3.11.7"}
+FLEET = {"ratio_serial_over_warm": 3.2, "warm_up": {"median_s": 4.0}, "baseline_serial_up": {"median_s": 12.8}}
 
-    before = render({"fleet": {"ratio_serial_over_warm": 3.2, "warm_up": {"median_s": 4.0},
-                               "baseline_serial_up": {"median_s": 12.8}},
-                     "deploy": {"old": 1}}, "")
-    after = render({"deploy": {"new": 2}}, "# Benchmarks\n\n" + before)
-    assert "| fleet | warm `local up` vs serial up, host after host | 3.2x (4.0 s vs 12.8 s) |" in after
-    assert "### fleet" in after and "| warm_up.median_s | 4.0 |" in after
-    assert "_Not re-run on this machine: as written 20" in after
-    assert "| new | 2 |" in after and "| old | 1 |" not in after  # the suite that ran is replaced
-    first = next(line for line in after.splitlines() if line.startswith("_Not re-run"))
-    dated = after.replace(first, "_Not re-run on this machine: as written 2026-01-01 00:00 UTC._")
-    again = render({"deploy": {"new": 3}}, "# Benchmarks\n\n" + dated)
-    assert again.count("### fleet") == 1 and again.count("_Not re-run") == 1 and again.count(MARK) == 1
-    assert "as written 2026-01-01 00:00 UTC" in again  # the date of the measurement, not of the last rewrite
+
+def test_a_suite_not_run_again_keeps_its_stored_run(tmp_path, monkeypatch):
+    """Refreshing one suite rewrites its stored run only; the others stay, with their own date and commit."""
+    import json
+    import subprocess
+
+    import bench.__main__ as driver
+
+    runs, doc = tmp_path / "runs", tmp_path / "BENCHMARKS.md"
+    runs.mkdir()
+    (runs / "fleet.json").write_text(json.dumps({"run": RUN, "result": FLEET}))
+    doc.write_text(f"# Benchmarks\n\nWhat is measured.\n\n{driver.MARK}\n\nwhatever was here\n")
+    monkeypatch.setattr(driver, "RUNS", runs)
+    monkeypatch.setattr(driver, "DOC", doc)
+    monkeypatch.setattr(driver, "ROOT", tmp_path)
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "deploy.py").write_text("")
+
+    def fake_run(argv, **kw):
+        out = {"git": "abcdef1234567890" if "rev-parse" in argv else " M cli/x.py"}.get(argv[0], '{"new": 2}')
+        return subprocess.CompletedProcess(argv, 0, out + "\n", "")
+
+    monkeypatch.setattr(driver.subprocess, "run", fake_run)
+    assert driver.main(["deploy"]) == 0
+    stored = json.loads((runs / "deploy.json").read_text())
+    assert stored["result"] == {"new": 2}
+    assert stored["run"]["commit"] == "abcdef1234567890" and stored["run"]["dirty"] is True
+    assert stored["run"]["date"].endswith(" UTC")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nWhat is measured.\n\n" + driver.MARK) and "whatever" not in text
+    assert "### fleet (run 2026-11-22 08:05 UTC, commit 1bc4d5c00000, x86_64, 2 CPUs, Python 3.11.7)" in text
+    assert f"### deploy (run {stored['run']['date']}, commit abcdef123456 with uncommitted changes," in text
+    assert "| fleet | warm `local up` vs serial up, host after host | 3.2x (4.0 s vs 12.8 s) |" in text
+    assert "| new | 2 |" in text and "deploy-timeline.png" in text
+    assert text == doc.read_text().split(driver.MARK)[0] + driver.render(driver.load(runs))
+
+
+def test_no_stored_run_renders_no_figure():
+    from bench.__main__ import render
+
+    assert "No stored run yet" in render({}) and "|" not in render({})
