@@ -2,18 +2,35 @@
 
 Fabric's default is to trust unknown host keys (AutoAddPolicy); roadie never
 does: host keys come from the environment's known_hosts and anything else is
-refused.
+refused, for a jump host as for the hosts behind it. ssh_config files are not
+read either (a ProxyJump there would open a jump connection of Fabric's own,
+trusting any key): the inventory says how hosts are reached.
+
+Every command is bounded twice over. A host that stops answering (its link cut,
+its power gone) is noticed by TCP within DEAD_PEER_SECONDS: SSH keepalives keep
+data in flight and TCP_USER_TIMEOUT aborts a connection whose data goes
+unacknowledged that long (without both, a dead peer is noticed only when the
+kernel gives up retransmitting: about 16 minutes). A command that runs on but
+hangs ends at its step's timeout.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from roadie import paths, procs
 from roadie.errors import BadInput, OperationFailed
 from roadie.inventory import Host
+
+CONNECT_SECONDS = 10
+KEEPALIVE_SECONDS = 5  # an SSH keepalive this often keeps data in flight, so TCP_USER_TIMEOUT can fire
+DEAD_PEER_SECONDS = 20  # unacknowledged data this long: the connection is dead
+STEP_SECONDS = 120  # a command with no timeout of its own
 
 
 def ssh_files(env: str) -> tuple[Path, Path]:
@@ -21,20 +38,60 @@ def ssh_files(env: str) -> tuple[Path, Path]:
     return state / "id_ed25519", state / "known_hosts"
 
 
-def connect(host: Host, env: str):
+@dataclass(frozen=True)
+class Jump:
+    """A jump host (bastion), as `-o ProxyJump=[USER@]HOST[:PORT]` in ansible_ssh_common_args names it."""
+
+    host: str
+    user: str | None = None
+    port: int = 22
+
+
+def jump_of(host: Host) -> Jump | None:
+    """The ProxyJump Ansible uses for `host`, so roadie goes the same way; None when it connects directly."""
+    args = shlex.split(str(host.vars.get("ansible_ssh_common_args") or ""))
+    spec = None
+    for i, arg in enumerate(args):
+        opt = arg[2:] if arg.startswith("-o") and len(arg) > 2 else (args[i + 1] if arg == "-o" and i + 1 < len(args)
+                                                                     else None)
+        if opt and opt.lower().startswith("proxyjump="):
+            spec = opt.split("=", 1)[1]
+        elif arg == "-J" and i + 1 < len(args):
+            spec = args[i + 1]
+    if not spec or spec.lower() == "none":
+        return None
+    if "," in spec:
+        raise BadInput(f"{host.name}: ProxyJump {spec} chains jump hosts; roadie goes through one.")
+    m = re.fullmatch(r"(?:(?P<user>[^@]+)@)?(?P<host>[^:@]+)(?::(?P<port>\d+))?", spec)
+    if not m:
+        raise BadInput(f"{host.name}: ProxyJump '{spec}' is not [USER@]HOST[:PORT].")
+    return Jump(m["host"], m["user"], int(m["port"] or 22))
+
+
+def _pinned(address: str, user: str, known_hosts: Path, key: Path, gateway=None, port: int = 22):
     import fabric
     import paramiko
 
-    key, known_hosts = ssh_files(env)
-    if not known_hosts.exists():
-        raise OperationFailed(f"No known_hosts for {env} ({known_hosts}); is the fleet up (`roadie local up`)?")
-    conn = fabric.Connection(host.address, user=str(host.vars.get("ansible_user", "root")),
+    conn = fabric.Connection(address, user=user, port=port, gateway=gateway,
+                             config=fabric.Config(overrides={"load_ssh_configs": False}),
                              connect_kwargs={"key_filename": str(key), "look_for_keys": False,
-                                             "allow_agent": False},
-                             connect_timeout=10)
+                                             "allow_agent": False, "banner_timeout": CONNECT_SECONDS,
+                                             "auth_timeout": CONNECT_SECONDS},
+                             connect_timeout=CONNECT_SECONDS)
     conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
     conn.client.load_host_keys(str(known_hosts))
     return conn
+
+
+def connect(host: Host, env: str):
+    key, known_hosts = ssh_files(env)
+    if not known_hosts.exists():
+        raise OperationFailed(f"No known_hosts for {env} ({known_hosts}); is the fleet up (`roadie local up`), "
+                              "or pin the hosts' keys (`roadie hosts pin-keys`)?")
+    user = str(host.vars.get("ansible_user", "root"))
+    jump = jump_of(host)
+    gateway = _pinned(jump.host, jump.user or user, known_hosts, key, port=jump.port) if jump else None
+    return _pinned(host.address, user, known_hosts, key, gateway=gateway)
 
 
 def nodelay(sock) -> bool:
@@ -50,17 +107,43 @@ def nodelay(sock) -> bool:
     return True
 
 
+def dead_peer_bound(conn) -> None:
+    """Keepalives on the SSH transport and TCP_USER_TIMEOUT on its socket: a dead peer ends the connection
+    within DEAD_PEER_SECONDS (a jump host's socket too: the hosts behind it ride on that one)."""
+    while conn is not None:
+        transport = conn.transport
+        if transport is not None:
+            transport.set_keepalive(KEEPALIVE_SECONDS)
+            sock = transport.sock
+            if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_PEER_SECONDS * 1000)
+        conn = conn.gateway if not isinstance(conn.gateway, str) else None
+
+
 def open_once(conn) -> None:
-    """Open the connection if it is not (key exchange, auth), with Nagle off."""
+    """Open the connection if it is not (key exchange, auth), with Nagle off and dead peers bounded."""
     if conn.is_connected:
         return
     conn.open()
     nodelay(conn.transport.sock)
+    dead_peer_bound(conn)
 
 
-def run(conn, host: Host, command: str, what: str) -> str:
-    """Run `command`; a failure names the host, the step and the remote error."""
-    result = conn.run(command, hide=True, warn=True, in_stream=False)
+class TimedOut(OperationFailed):
+    """A command outlived its bound: its channel is closed, and its connection is not to be trusted."""
+
+
+def run(conn, host: Host, command: str, what: str, timeout: float | None = None) -> str:
+    """Run `command` for at most `timeout` s (STEP_SECONDS if None); a failure names the host, the step and
+    the remote error."""
+    from invoke.exceptions import CommandTimedOut
+
+    limit = STEP_SECONDS if timeout is None else timeout
+    try:
+        result = conn.run(command, hide=True, warn=True, in_stream=False, timeout=limit)
+    except CommandTimedOut:
+        raise TimedOut(f"{host.name}: {what} did not finish within {limit:.0f} s "
+                              "(the host stopped answering, or the command hangs)") from None
     if not result.ok:
         cause = procs.last_line(result.stderr.strip() or result.stdout, f"exit {result.exited}")
         raise OperationFailed(f"{host.name}: {what} failed: {cause}")
@@ -94,10 +177,13 @@ class SSH:
             open_once(conn)
         return conn
 
-    def run(self, host: Host, command: str, what: str) -> str:
-        """stdout of `command`; OperationFailed naming host, step and remote error otherwise."""
+    def run(self, host: Host, command: str, what: str, timeout: float | None = None) -> str:
+        """stdout of `command`, bounded by `timeout` s; OperationFailed naming host, step and error otherwise."""
         try:
-            return run(self._conn(host), host, command, what)
+            return run(self._conn(host), host, command, what, timeout)
+        except TimedOut:
+            self.drop(host)
+            raise
         except OperationFailed:
             raise
         except Exception as exc:  # paramiko/socket errors: the host did not answer

@@ -55,23 +55,25 @@ class SSM:
 
     # -- one command ---------------------------------------------------------------
 
-    def _send(self, command: str, what: str, **target) -> str:
+    def _send(self, command: str, what: str, seconds: int | None = None, **target) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             answer = self.ssm.send_command(
                 DocumentName=DOCUMENT, Comment=f"roadie: {what}"[:100], TimeoutSeconds=DELIVERY_SECONDS,
-                Parameters={"commands": [command], "executionTimeout": [str(self.command_seconds)]}, **target)
+                Parameters={"commands": [command], "executionTimeout": [str(seconds or self.command_seconds)]},
+                **target)
         except (BotoCoreError, ClientError) as exc:
             raise OperationFailed(f"{what}: SSM refused the command: {exc}") from None
         return answer["Command"]["CommandId"]
 
-    def _invocation(self, host: Host, command_id: str, what: str) -> dict:
+    def _invocation(self, host: Host, command_id: str, what: str, seconds: int | None = None) -> dict:
         """Poll one host's invocation until it ends; past the command's limit it is cancelled."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         iid = instance_id(host)
-        deadline = self.clock() + self.command_seconds + DELIVERY_SECONDS
+        limit = seconds or self.command_seconds
+        deadline = self.clock() + limit + DELIVERY_SECONDS
         while True:
             try:
                 inv = self.ssm.get_command_invocation(CommandId=command_id, InstanceId=iid)
@@ -86,8 +88,7 @@ class SSM:
                 except (ClientError, BotoCoreError):  # it may have ended meanwhile; the timeout stands
                     pass
                 raise OperationFailed(f"{host.name}: {what} failed: no answer through SSM after "
-                                          f"{self.command_seconds + DELIVERY_SECONDS} s (command {command_id} "
-                                          "cancelled)")
+                                      f"{limit + DELIVERY_SECONDS} s (command {command_id} cancelled)")
             self.sleep(self.poll)
 
     @staticmethod
@@ -99,10 +100,12 @@ class SSM:
                                 status)
         raise OperationFailed(f"{host.name}: {what} failed: {cause}")
 
-    def run(self, host: Host, command: str, what: str) -> str:
-        """stdout of `command` on `host`; OperationFailed naming host, step and remote error otherwise."""
-        command_id = self._send(command, what, InstanceIds=[instance_id(host)])
-        return self._stdout(host, what, self._invocation(host, command_id, what))
+    def run(self, host: Host, command: str, what: str, timeout: float | None = None) -> str:
+        """stdout of `command` on `host`, bounded by `timeout` s (executionTimeout) or the transport's limit;
+        OperationFailed naming host, step and remote error otherwise."""
+        seconds = int(timeout) if timeout else None
+        command_id = self._send(command, what, seconds, InstanceIds=[instance_id(host)])
+        return self._stdout(host, what, self._invocation(host, command_id, what, seconds))
 
     # -- files -----------------------------------------------------------------------
 

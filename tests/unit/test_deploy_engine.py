@@ -32,12 +32,14 @@ class FakeHosts:
         self.previous = {n: "0.9.0" for n in names}
         self.bad, self.dead = set(bad), set(dead)
         self.calls: list[tuple[str, str]] = []
+        self.timeouts: list[tuple[str, float | None]] = []
         self.on_step = on_step
         self.lock = threading.Lock()
 
-    def run(self, host: Host, command: str, what: str) -> str:
+    def run(self, host: Host, command: str, what: str, timeout: float | None = None) -> str:
         with self.lock:
             self.calls.append((host.name, what))
+            self.timeouts.append((what, timeout))
         if self.on_step:
             self.on_step(host.name, what)
         if host.name in self.dead:
@@ -142,7 +144,7 @@ def test_past_max_fail_every_changed_host_goes_back():
     bad_host = "catalog-3"
     original = hosts.run
 
-    def run_failing(host, command, what):  # catalog-3 cannot restart: the deploy fails in batch 2
+    def run_failing(host, command, what, timeout=None):  # catalog-3 cannot restart: the deploy fails in batch 2
         if host.name == bad_host and what == "restarting" and hosts.current[host.name] == "2.0.0":
             raise OperationFailed(f"{host.name}: restarting failed: unit failed")
         return original(host, command, what)
@@ -160,7 +162,7 @@ def test_within_max_fail_the_rollout_goes_on():
     d, hosts, lb, _ = deps(NAMES)
     original = hosts.run
 
-    def run_failing(host, command, what):
+    def run_failing(host, command, what, timeout=None):
         if host.name == "catalog-2" and what == "health check" and hosts.current[host.name] == "2.0.0":
             raise OperationFailed("catalog-2: health check failed: timeout")
         return original(host, command, what)
@@ -173,11 +175,55 @@ def test_within_max_fail_the_rollout_goes_on():
 
 
 def test_a_host_already_down_counts_against_the_minimum():
-    d, hosts, lb, _ = deps(["catalog-1", "catalog-2"], down={"catalog-2"})
+    """Down indeed (it does not answer): refused at once, no wait."""
+    d, hosts, lb, events = deps(["catalog-1", "catalog-2"], down={"catalog-2"}, dead={"catalog-2"})
     outcome, _ = run(d, batch="1")
     assert outcome.result == "failed" and "fewer than 1 healthy catalog host" in outcome.error
+    assert "catalog-2 (dead)" in outcome.error
     assert lb.calls == []  # catalog-1 was never drained
     assert set(hosts.current.values()) == {"1.0.0"}
+    assert "deploy.capacity.waiting" not in [e.kind for e in events]
+
+
+class Rising(FakeBalancer):
+    """catalog-2's checks rise after another tool restarted it: DOWN, DOWN 1/2, then UP after `reads` reads."""
+
+    def __init__(self, names, reads):
+        super().__init__(names)
+        self.reads, self.state["catalog-2"] = reads, "DOWN"
+
+    def servers(self, backend):
+        self.reads -= 1
+        if self.state["catalog-2"] != "UP":
+            self.state["catalog-2"] = "UP" if self.reads <= 0 else "DOWN 1/2" if self.reads == 1 else "DOWN"
+        return super().servers(backend)
+
+
+def test_a_deploy_waits_for_a_peer_coming_back_up_then_goes_on():
+    d, hosts, _, events = deps(["catalog-1", "catalog-2"])
+    d.balancer = lb = Rising(["catalog-1", "catalog-2"], reads=4)
+    outcome, _ = run(d, batch="1")
+    assert outcome.result == "ok", outcome.error
+    assert set(hosts.current.values()) == {"2.0.0"}
+    waited = [e for e in events if e.kind == "deploy.capacity.waiting"]
+    assert len(waited) == 1 and waited[0].fields["hosts"] == ["catalog-2"]
+    assert lb.calls[0] == ("catalog-1", "drain")  # only once catalog-2 was UP again
+
+
+@pytest.mark.parametrize(("state", "weight", "wait"), [
+    ("DOWN", 1, True),  # answers, unit active, checks never pass: refused after the wait
+    ("MAINT", 1, False),  # in maintenance by hand: does not come back by itself
+    ("UP", 0, False),  # drained by hand
+])
+def test_a_peer_that_does_not_come_back_is_refused(monkeypatch, state, weight, wait):
+    monkeypatch.setattr(engine, "CAPACITY_WAIT", 0.3)
+    d, hosts, lb, events = deps(["catalog-1", "catalog-2"])
+    lb.state["catalog-2"], lb.weight["catalog-2"] = state, weight
+    outcome, _ = run(d, batch="1")
+    assert outcome.result == "failed" and "fewer than 1 healthy catalog host" in outcome.error
+    assert ("still not UP after" in outcome.error) is wait
+    assert ("deploy.capacity.waiting" in [e.kind for e in events]) is wait
+    assert lb.calls == [] and set(hosts.current.values()) == {"1.0.0"}
 
 
 def test_a_stop_request_finishes_the_batch_in_progress_and_starts_no_other():
@@ -212,7 +258,7 @@ def test_a_host_dead_mid_deploy_counts_as_down_before_the_balancer_notices():
     d, hosts, lb, _ = deps(["catalog-1", "catalog-2"])
     original = hosts.run
 
-    def run_dying(host, command, what):
+    def run_dying(host, command, what, timeout=None):
         if host.name == "catalog-2" and what != "reading the release state":
             raise OperationFailed(f"catalog-2: {what} failed: NoValidConnectionsError")
         return original(host, command, what)
@@ -225,3 +271,18 @@ def test_a_host_dead_mid_deploy_counts_as_down_before_the_balancer_notices():
     assert results["catalog-1"].result == "ok" and "left on 2.0.0 and in service" in results["catalog-1"].error
     assert lb.calls.count(("catalog-1", "drain")) == 1  # never drained again for a revert
     assert lb.weight["catalog-1"] == 1
+
+
+def test_every_remote_step_of_a_deploy_and_its_revert_is_bounded():
+    """A host that stops answering fails its step at a bound, not when TCP gives up (16 minutes)."""
+    d, hosts, _, _ = deps(NAMES, bad={"2.0.0"})
+    d.health_seconds = 40
+    engine.host_facts(d, NAMES)
+    run(d, batch="1")
+    engine.prune(d, NAMES)
+    bounds = dict(hosts.timeouts)
+    assert {w for w, t in hosts.timeouts if t is None} == set()
+    assert bounds["health check"] == 40 + engine.HEALTH_SLACK
+    assert bounds["switching current"] == engine.STEP_SECONDS["switch"]
+    assert set(bounds) >= {"reading the release state", "switching current", "restarting", "health check",
+                           "restoring previous", "pruning old releases"}

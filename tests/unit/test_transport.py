@@ -50,7 +50,8 @@ def test_a_failed_command_names_host_step_and_remote_error(res, message):
 def test_output_of_a_good_command_and_no_stdin():
     conn = Conn(result(True, stdout="releases/1.0.0\n"))
     assert transport.run(conn, HOST, "readlink current", "reading") == "releases/1.0.0\n"
-    assert conn.commands[0][1] == {"hide": True, "warn": True, "in_stream": False}
+    assert conn.commands[0][1] == {"hide": True, "warn": True, "in_stream": False,
+                                   "timeout": transport.STEP_SECONDS}
 
 
 def test_the_pool_reuses_one_connection_and_drops_a_broken_one(monkeypatch):
@@ -109,8 +110,11 @@ def test_nodelay_leaves_what_is_not_tcp_alone(sock):
 class Closed:
     """A connection not yet open: open() gives it a transport over `sock`."""
 
+    gateway = None
+
     def __init__(self, sock):
         self.sock, self.opened, self.transport = sock, 0, None
+        self.keepalive = None
 
     @property
     def is_connected(self):
@@ -119,7 +123,7 @@ class Closed:
     def open(self):
         self.opened += 1
         time.sleep(0.02)  # a handshake takes time: threads asking meanwhile must wait for it, not open again
-        self.transport = SimpleNamespace(sock=self.sock)
+        self.transport = SimpleNamespace(sock=self.sock, set_keepalive=lambda s: setattr(self, "keepalive", s))
 
     def run(self, command, **kwargs):
         return result(True, stdout=command)
@@ -142,3 +146,67 @@ def test_the_pool_opens_a_host_once_when_threads_ask_together(monkeypatch, tcp):
     for t in threads:
         t.join()
     assert conn.opened == 1 and nodelay_of(tcp) != 0
+
+
+def test_a_command_past_its_bound_names_host_step_and_bound_and_its_connection_is_dropped(monkeypatch):
+    from invoke.exceptions import CommandTimedOut
+
+    conn = Conn(exc=CommandTimedOut(result(False), timeout=30))
+    monkeypatch.setattr(transport, "connect", lambda host, env: conn)
+    ssh = transport.SSH("local")
+    with pytest.raises(transport.TimedOut, match=r"catalog-1: switching current did not finish within 30 s"):
+        ssh.run(HOST, "ln -sfn ...", "switching current", timeout=30)
+    assert conn.commands[0][1]["timeout"] == 30
+    assert conn.closed  # the next step opens a fresh connection rather than trusting this one
+
+
+def test_a_failing_command_keeps_its_connection(monkeypatch):
+    conn = Conn(result(False, stderr="no", exited=1))
+    monkeypatch.setattr(transport, "connect", lambda host, env: conn)
+    with pytest.raises(OperationFailed):
+        transport.SSH("local").run(HOST, "false", "x")
+    assert not conn.closed
+
+
+def test_a_connection_is_opened_with_keepalives_and_a_dead_peer_bound(tcp):
+    """Without both, a cut link holds a step for TCP's retransmission limit (977 s seen)."""
+    conn = Closed(tcp)
+    transport.open_once(conn)
+    assert conn.keepalive == transport.KEEPALIVE_SECONDS
+    assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == transport.DEAD_PEER_SECONDS * 1000
+
+
+@pytest.mark.parametrize(("args", "jump"), [
+    (None, None),
+    ("", None),
+    ("-o StrictHostKeyChecking=yes", None),
+    ("-o ProxyJump=admin@203.0.113.5", transport.Jump("203.0.113.5", "admin")),
+    ("-o ProxyJump=bastion.example:2222", transport.Jump("bastion.example", None, 2222)),
+    ("-oProxyJump=ops@10.1.0.4 -o ServerAliveInterval=5", transport.Jump("10.1.0.4", "ops")),
+    ("-J admin@203.0.113.5", transport.Jump("203.0.113.5", "admin")),
+    ("-o ProxyJump=none", None),
+])
+def test_the_jump_host_is_read_from_the_ssh_args_ansible_uses(args, jump):
+    host = Host("catalog-1", "10.1.2.3", ("catalog",), {"ansible_ssh_common_args": args} if args is not None else {})
+    assert transport.jump_of(host) == jump
+
+
+@pytest.mark.parametrize("args", ["-o ProxyJump=a@b,c@d", "-o ProxyJump=@:x"])
+def test_a_jump_host_roadie_cannot_follow_is_refused(args):
+    with pytest.raises(BadInput, match="catalog-1: ProxyJump"):
+        transport.jump_of(Host("catalog-1", "10.1.2.3", ("catalog",), {"ansible_ssh_common_args": args}))
+
+
+def test_host_and_jump_host_alike_refuse_unknown_keys_and_read_no_ssh_config(monkeypatch, tmp_path):
+    import paramiko
+
+    (tmp_path / "known_hosts").write_text("")
+    monkeypatch.setattr(transport, "ssh_files", lambda env: (tmp_path / "id_ed25519", tmp_path / "known_hosts"))
+    host = Host("catalog-1", "10.1.2.3", ("catalog",),
+                {"ansible_user": "admin", "ansible_ssh_common_args": "-o ProxyJump=jump@203.0.113.5:2200"})
+    conn = transport.connect(host, "staging")
+    for c in (conn, conn.gateway):
+        assert isinstance(c.client._policy, paramiko.RejectPolicy)
+        assert c.config.load_ssh_configs is False
+    assert (conn.gateway.host, conn.gateway.user, conn.gateway.port) == ("203.0.113.5", "jump", 2200)
+    assert (conn.host, conn.user) == ("10.1.2.3", "admin")

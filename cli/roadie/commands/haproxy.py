@@ -58,6 +58,12 @@ class Server:
         return self.status == "UP" and self.weight > 0
 
     @property
+    def returning(self) -> bool:
+        """Out of service by its health checks alone, with no admin state keeping it out (not drained, not in
+        maintenance): a host another tool just restarted, which HAProxy puts back when its checks rise."""
+        return self.weight > 0 and (self.status == "DOWN" or self.status.startswith("DOWN "))
+
+    @property
     def healthy(self) -> bool:
         """Health checks pass, whatever the admin state (a drained server may be healthy)."""
         return self.status in ("UP", "DRAIN") or self.status.startswith("UP ")

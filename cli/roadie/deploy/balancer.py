@@ -11,6 +11,8 @@ from roadie.commands.haproxy import Server
 from roadie.errors import OperationFailed
 from roadie.inventory import Host
 
+RUNTIME_SECONDS = 30  # one admin-socket exchange (socat waits 10 s for HAProxy's answer)
+
 
 class HAProxy:
     """Every load balancer host's HAProxy, through its admin socket over the transport."""
@@ -28,7 +30,8 @@ class HAProxy:
         """Each server of `backend` as the balancers see it; with several balancers the worst view wins."""
         merged: dict[str, Server] = {}
         for lb in self.hosts:
-            answer = self.transport.run(lb, cmd.show_stat(self.socket), "reading HAProxy stats")
+            answer = self.transport.run(lb, cmd.show_stat(self.socket), "reading HAProxy stats",
+                                        timeout=RUNTIME_SECONDS)
             try:
                 stats = cmd.parse_stat(answer)
             except ValueError as exc:
@@ -42,7 +45,7 @@ class HAProxy:
 
     def _set(self, command: str, what: str) -> None:
         for lb in self.hosts:
-            error = cmd.check_set(self.transport.run(lb, command, what))
+            error = cmd.check_set(self.transport.run(lb, command, what, timeout=RUNTIME_SECONDS))
             if error:
                 raise OperationFailed(f"{lb.name}: {what}: HAProxy said: {error}")
 

@@ -33,6 +33,12 @@ from roadie.model import Service
 PARALLEL = 8  # hosts worked on at once, within a batch and while staging
 UP_TIMEOUT = 30.0  # seconds for the balancer to see an enabled host UP
 POLL = 0.25
+# Each remote step's bound in seconds: a host that hangs fails its step, named, instead of holding the
+# deploy (and its lock) for as long as TCP takes to give up. The health step's is its own wait + HEALTH_SLACK.
+STEP_SECONDS = {"facts": 30, "stage": 600, "migrate": 900, "switch": 30, "restart": 120, "previous": 30,
+                "prune": 300}
+HEALTH_SLACK = 15
+CAPACITY_WAIT = 60.0  # seconds a batch waits for peers coming back UP by themselves before it is refused
 
 
 class HostFailed(OperationFailed):
@@ -100,7 +106,8 @@ def host_facts(d: Deps, names: list[str], unreachable: Callable[[OperationFailed
     """
     def one(name: str) -> dict:
         try:
-            out = d.transport.run(d.hosts[name], cmd.facts(d.service.name), "reading the release state")
+            out = d.transport.run(d.hosts[name], cmd.facts(d.service.name), "reading the release state",
+                                  timeout=STEP_SECONDS["facts"])
         except OperationFailed as exc:
             if unreachable is None:
                 raise
@@ -135,10 +142,13 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
         started = time.monotonic()
         try:
             d.transport.put(host, tarball, cmd.incoming(svc, version))
-            d.transport.run(host, cmd.unpack(svc, version, sha256), "unpacking")
+            d.transport.run(host, cmd.unpack(svc, version, sha256), "unpacking", timeout=STEP_SECONDS["stage"])
         except OperationFailed as exc:
-            d.transport.run(host, f"rm -rf {cmd.incoming(svc, version)} {cmd.release_dir(svc, version)}.unpacking",
-                            "cleaning up a failed stage")
+            try:
+                d.transport.run(host, f"rm -rf {cmd.incoming(svc, version)} {cmd.release_dir(svc, version)}"
+                                ".unpacking", "cleaning up a failed stage", timeout=STEP_SECONDS["switch"])
+            except OperationFailed:  # a host that stopped answering keeps its leftovers; the stage's error stands
+                pass
             raise HostFailed(name, "stage", exc.message) from None
         secs = round(time.monotonic() - started, 3)
         d.emit(event("deploy.staged", f"  {name}: {version} staged ({secs:.1f} s)", host=name, version=version,
@@ -149,7 +159,7 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
 
 def migrate(d: Deps, name: str, version: str) -> None:
     started = time.monotonic()
-    d.transport.run(d.hosts[name], cmd.migrate(version), "migrating the database")
+    d.transport.run(d.hosts[name], cmd.migrate(version), "migrating the database", timeout=STEP_SECONDS["migrate"])
     secs = round(time.monotonic() - started, 3)
     d.emit(event("deploy.migrated", f"  migrations of {version} applied from {name} ({secs:.1f} s)", host=name,
                  version=version, seconds=secs))
@@ -170,18 +180,18 @@ def enable(d: Deps, name: str) -> None:
         raise OperationFailed(f"{name} UP in the balancer not reached after {UP_TIMEOUT:.0f} s")
 
 
-def _switch_steps(d: Deps, version: str) -> list[tuple[str, str, str]]:
-    """(step, command, what) to put a drained host on `version`: switch, restart, health check."""
+def _switch_steps(d: Deps, version: str) -> list[tuple[str, str, str, float]]:
+    """(step, command, what, timeout) to put a drained host on `version`: switch, restart, health check."""
     svc = d.service
-    return [("switch", cmd.switch(svc.name, version), "switching current"),
-            ("restart", cmd.restart(svc.name), "restarting"),
+    return [("switch", cmd.switch(svc.name, version), "switching current", STEP_SECONDS["switch"]),
+            ("restart", cmd.restart(svc.name), "restarting", STEP_SECONDS["restart"]),
             ("health", cmd.wait_healthy(svc.name, version, d.health_seconds, svc.health_path, svc.version_path),
-             "health check")]
+             "health check", d.health_seconds + HEALTH_SLACK)]
 
 
 def _switch_and_check(d: Deps, name: str, version: str) -> None:
-    for _step, command, what in _switch_steps(d, version):
-        d.transport.run(d.hosts[name], command, what)
+    for _step, command, what, timeout in _switch_steps(d, version):
+        d.transport.run(d.hosts[name], command, what, timeout=timeout)
 
 
 def _await(d: Deps, names: list[str], ok: Callable[[Server], bool], timeout: float) -> dict[str, Server]:
@@ -251,12 +261,13 @@ def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[Host
 
     def move(r: HostResult) -> None:
         host = d.hosts[r.host]
-        for what, command, doing in _switch_steps(d, r.to_version):
+        for what, command, doing, timeout in _switch_steps(d, r.to_version):
             step[r.host] = what
-            d.transport.run(host, command, doing)
+            d.transport.run(host, command, doing, timeout=timeout)
             done(r, what)
         if r.reverting:
-            d.transport.run(host, cmd.set_previous(svc.name, r.previous), "restoring previous")
+            d.transport.run(host, cmd.set_previous(svc.name, r.previous), "restoring previous",
+                            timeout=STEP_SECONDS["previous"])
 
     live = list(rs)
     if d.balancer:
@@ -296,7 +307,8 @@ def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
     try:
         if switched and r.from_version and r.from_version != r.to_version:
             _switch_and_check(d, name, r.from_version)
-            d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous")
+            d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous",
+                            timeout=STEP_SECONDS["previous"])
             r.result = "reverted"
             d.emit(event("deploy.host.reverted", f"  {name}: back on {r.from_version}", host=name, to=r.from_version))
     except Exception as exc:  # the old release is unhealthy too: say so, still re-enable below
@@ -310,8 +322,46 @@ def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
 
 # -- batches ----------------------------------------------------------------------
 
-def _live_up(d: Deps) -> set[str]:
-    return {n for n, s in d.balancer.servers(d.service.backend).items() if s.up} - d.known_down
+def _down_indeed(d: Deps, names: list[str]) -> set[str]:
+    """Of hosts the balancer has DOWN, those that will not come back by themselves: no answer, unit not running."""
+    facts = host_facts(d, names, unreachable=lambda exc: {"active": "unreachable"})
+    return {n for n, f in facts.items() if f.get("active") not in ("active", "activating", "reloading")}
+
+
+def _capacity(d: Deps, batch: list[str], min_healthy: int) -> tuple[list[str], str | None]:
+    """The part of `batch` that may leave service now, or ([], why not).
+
+    Peers coming back UP by themselves (failing checks only, and the host answers with its unit running:
+    another tool just restarted it) are waited for, CAPACITY_WAIT at most, shown once; a peer drained or
+    in maintenance by hand, or down indeed (no answer, its unit not running), is refused at once.
+    """
+    deadline = time.monotonic() + CAPACITY_WAIT
+    announced = False
+    probed: set[str] = set()
+    while True:
+        view = d.balancer.servers(d.service.backend)
+        up = {n for n, s in view.items() if s.up} - d.known_down
+        chosen = planner.capacity(batch, up, list(d.hosts), min_healthy)
+        if chosen:
+            return chosen, None
+        out = [n for n in d.hosts if n not in up]
+        unasked = [n for n in out if n not in probed and n in view and view[n].returning]
+        if unasked:
+            d.known_down |= _down_indeed(d, unasked)
+            probed |= set(unasked)
+        returning = [n for n in out if n not in d.known_down and n in view and view[n].returning]
+        states = ", ".join(f"{n} ({'dead' if n in d.known_down else view[n].status if n in view else 'absent'})"
+                           for n in out)
+        why = (f"taking {batch[0]} out would leave fewer than {min_healthy} healthy {d.service.name} host(s) "
+               f"(out of service now: {states or 'none'})")
+        if not returning or time.monotonic() >= deadline:
+            return [], why + (f"; still not UP after {CAPACITY_WAIT:.0f} s" if returning else "")
+        if not announced:
+            d.emit(event("deploy.capacity.waiting", f"waiting up to {CAPACITY_WAIT:.0f} s for "
+                         f"{', '.join(returning)} to come back UP in the balancer", hosts=returning,
+                         seconds=CAPACITY_WAIT))
+            announced = True
+        d.sleep(POLL)
 
 
 def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail: bool = True) -> Outcome:
@@ -326,14 +376,9 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
             return Outcome("interrupted", results, "stopped on request", done_batches)
         batch = pending.pop(0)
         if d.balancer:
-            up = _live_up(d)
-            chosen = planner.capacity(batch, up, list(d.hosts), p.min_healthy)
+            chosen, why = _capacity(d, batch, p.min_healthy)
             if not chosen:
-                down = [h for h in d.hosts if h not in up]
-                return Outcome("failed", results,
-                               f"taking {batch[0]} out would leave fewer than {p.min_healthy} healthy "
-                               f"{d.service.name} host(s) (out of service now: {', '.join(down) or 'none'})",
-                               done_batches)
+                return Outcome("failed", results, why, done_batches)
             if len(chosen) < len(batch):
                 pending.insert(0, [h for h in batch if h not in chosen])
             batch = chosen
@@ -399,7 +444,8 @@ def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str
 def prune(d: Deps, names: list[str]) -> None:
     def one(name: str) -> None:
         try:
-            d.transport.run(d.hosts[name], cmd.prune(d.service.name), "pruning old releases")
+            d.transport.run(d.hosts[name], cmd.prune(d.service.name), "pruning old releases",
+                            timeout=STEP_SECONDS["prune"])
         except OperationFailed as exc:  # old releases left behind cost disk, not service
             d.emit(event("deploy.prune_failed", host=name, error=exc.message))
 
