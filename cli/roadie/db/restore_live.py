@@ -157,8 +157,13 @@ def run(env: str, plan: dict, log) -> dict:
         for h in standbys:
             tr.run(h, live.drop_aside_cmd(cluster.aside), f"dropping the old data directory of {h.name}")
         _await_clients(env, tr, plan["clients"], log)
+        # The restored cluster runs on a new timeline: a base backup on it, so a later point-in-time
+        # restore has one to replay onto (the fresh backup above is on the timeline left behind).
+        after = backups.backup(env, {"on": lead.name})
+        log(f"base backup {after['backup_id']} of the restored cluster ({after['seconds']} s)")
         return {"backup_id": plan["backup_id"], "target_time": plan["target_time"], "on": lead.name,
-                "into": "live", "fresh_backup": fresh["backup_id"], "downtime_seconds": downtime,
+                "into": "live", "fresh_backup": fresh["backup_id"], "after_backup": after["backup_id"],
+                "downtime_seconds": downtime,
                 "seconds": round(time.monotonic() - start, 2), "tables": tables,
                 "kept": {"host": lead.name, "datadir": cluster.aside}, "standbys": plan["standbys"]}
 
