@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roadie import paths, procs
-from roadie.errors import BadInput, OperationFailed
+from roadie.errors import BadInput, HostUnreachable, OperationFailed
 from roadie.inventory import Host
 
 CONNECT_SECONDS = 10
@@ -129,7 +129,7 @@ def open_once(conn) -> None:
     dead_peer_bound(conn)
 
 
-class TimedOut(OperationFailed):
+class TimedOut(HostUnreachable):
     """A command outlived its bound: its channel is closed, and its connection is not to be trusted."""
 
 
@@ -188,14 +188,14 @@ class SSH:
             raise
         except Exception as exc:  # paramiko/socket errors: the host did not answer
             self.drop(host)
-            raise OperationFailed(f"{host.name}: {what} failed: {type(exc).__name__}: {exc}") from None
+            raise HostUnreachable(f"{host.name}: {what} failed: {type(exc).__name__}: {exc}") from None
 
     def put(self, host: Host, local: Path, remote: str) -> None:
         try:
             self._conn(host).put(str(local), remote)
         except Exception as exc:
             self.drop(host)
-            raise OperationFailed(f"{host.name}: upload of {local.name} failed: {exc}") from None
+            raise HostUnreachable(f"{host.name}: upload of {local.name} failed: {exc}") from None
 
     def drop(self, host: Host) -> None:
         with self._lock:
