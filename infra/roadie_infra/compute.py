@@ -2,7 +2,7 @@
 
 Pulumi only creates the machines; Ansible configures them (roadie converge).
 Every host gets IMDSv2, an encrypted root volume and an instance profile that
-can read only its own tier's buckets and SSM parameters.
+may do with the buckets only what its tier's code does (BUCKET_ACCESS).
 """
 
 from __future__ import annotations
@@ -22,29 +22,49 @@ DATA_DEVICE = "/dev/xvdf"
 METADATA = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1,
             "instance_metadata_tags": "enabled"}
 
-# What each tier may do with the buckets: (bucket kind, read|write).
+# What each tier's hosts do with the buckets; tests/infra/iam_needs.yaml names the code behind
+# every grant, and tests/infra/test_infra_iam.py fails on a grant missing or unused.
+#   read    s3:GetObject on the bucket's objects
+#   list    s3:ListBucket: HeadBucket, and a 404 (not 403) for a missing key
+#   write   s3:PutObject on its objects; s3:AbortMultipartUpload under the tier's prefix
+#   delete  s3:DeleteObject under the tier's prefix (barman's retention, `roadie db prune`)
+# Reading SSE-KMS objects needs kms:Decrypt; writing them kms:GenerateDataKey too.
 BUCKET_ACCESS = {
-    "streaming": (("artifacts", "read"), ("media", "read")),
-    "catalog": (("artifacts", "read"),),
-    "database": (("artifacts", "read"), ("backups", "write")),
+    # The service fetches tracks (read) and its /healthz asks for the bucket (list); releases
+    # arrive through the artifacts bucket when the transport is SSM.
+    "streaming": {"artifacts": ("read",), "media": ("read", "list")},
+    "catalog": {"artifacts": ("read",)},
+    # barman-cloud: WAL archive, base backups, restores and the retention policy.
+    "database": {"backups": ("read", "list", "write", "delete")},
 }
 
 
-def tier_policy(tier: str, env: str, bucket_arns: dict[str, str], key_arn: str, region: str, account: str) -> dict:
-    """The least-privilege policy document of one tier's instance role."""
+def tier_policy(tier: str, bucket_arns: dict[str, str], key_arn: str, prefixes: dict[str, str]) -> dict:
+    """The least-privilege policy document of one tier's instance role.
+
+    PREFIXES: bucket kind -> the key prefix the tier's deletes (and aborted uploads) are
+    confined to; the backups bucket's is the service model's backup_prefix, where barman
+    keeps the cluster's base backups and WAL.
+    """
     statements = []
-    for kind, mode in BUCKET_ACCESS[tier]:
-        arn = bucket_arns[kind]
-        actions = ["s3:GetObject"] + (["s3:PutObject"] if mode == "write" else [])
-        statements.append({"Sid": f"{kind.capitalize()}Objects", "Effect": "Allow", "Action": actions,
-                           "Resource": f"{arn}/*"})
-        statements.append({"Sid": f"{kind.capitalize()}List", "Effect": "Allow", "Action": "s3:ListBucket",
-                           "Resource": arn})
-    statements.append({"Sid": "TierParameters", "Effect": "Allow",
-                       "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-                       "Resource": f"arn:aws:ssm:{region}:{account}:parameter/roadie/{env}/{tier}/*"})
+    for kind, modes in BUCKET_ACCESS[tier].items():
+        arn, label = bucket_arns[kind], kind.capitalize()
+        objects = [a for mode, a in (("read", "s3:GetObject"), ("write", "s3:PutObject")) if mode in modes]
+        if objects:
+            statements.append({"Sid": f"{label}Objects", "Effect": "Allow", "Action": objects,
+                               "Resource": f"{arn}/*"})
+        if "list" in modes:
+            statements.append({"Sid": f"{label}List", "Effect": "Allow", "Action": "s3:ListBucket",
+                               "Resource": arn})
+        undo = [a for mode, a in (("write", "s3:AbortMultipartUpload"), ("delete", "s3:DeleteObject"))
+                if mode in modes]
+        if undo:
+            prefix = prefixes[kind].strip("/")
+            statements.append({"Sid": f"{label}Delete", "Effect": "Allow", "Action": undo,
+                               "Resource": f"{arn}/{prefix}/*"})
+    writes = any("write" in modes for modes in BUCKET_ACCESS[tier].values())
     statements.append({"Sid": "StorageKey", "Effect": "Allow",
-                       "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key_arn})
+                       "Action": ["kms:Decrypt"] + (["kms:GenerateDataKey"] if writes else []), "Resource": key_arn})
     return {"Version": "2012-10-17", "Statement": statements}
 
 
@@ -84,6 +104,8 @@ class ComputeArgs:
     bucket_arns: dict[str, pulumi.Input[str]]
     key_arn: pulumi.Input[str]
     data_volume_ids: dict[str, pulumi.Input[str]]
+    # Key prefix of the database's backups in the backups bucket (the service model's backup_prefix).
+    backup_prefix: str
 
 
 class Compute(pulumi.ComponentResource):
@@ -110,8 +132,8 @@ class Compute(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(f"{n}-{tier}-ssm", role=role.name, policy_arn=SSM_CORE, opts=child)
         kinds = sorted(a.bucket_arns)
         policy = pulumi.Output.all(a.key_arn, *[a.bucket_arns[k] for k in kinds]).apply(
-            lambda v: json.dumps(tier_policy(tier, s.environment, dict(zip(kinds, v[1:], strict=True)), v[0], a.region,
-                                             a.account_id)))
+            lambda v: json.dumps(tier_policy(tier, dict(zip(kinds, v[1:], strict=True)), v[0],
+                                             {"backups": a.backup_prefix})))
         aws.iam.RolePolicy(f"{n}-{tier}-access", role=role.id, policy=policy, opts=child)
         return aws.iam.InstanceProfile(f"{n}-{tier}-profile", role=role.name, tags=tags(s, tier, "iam"),
                                        opts=child)

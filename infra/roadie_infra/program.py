@@ -68,7 +68,8 @@ def build(s: Settings, stack=None) -> dict[str, pulumi.Input]:
         security_group_ids={tier: g.id for tier, g in security.groups.items()},
         target_group_arns={svc: tg.arn for svc, tg in balancer.target_groups.items()},
         bucket_arns={kind: b.arn for kind, b in storage.buckets.items()}, key_arn=storage.key.arn,
-        data_volume_ids={role: v.id for role, v in storage.volumes.items()}))
+        data_volume_ids={role: v.id for role, v in storage.volumes.items()},
+        backup_prefix=stack.database.backup_prefix))
 
     return {
         "vpcId": network.vpc.id,

@@ -327,7 +327,7 @@ def test_lifecycle_rules(built, settings_of):
 @pytest.mark.parametrize("tier, readable, writable", [
     ("streaming", {"artifacts", "media"}, set()),
     ("catalog", {"artifacts"}, set()),
-    ("database", {"artifacts", "backups"}, {"backups"}),
+    ("database", {"backups"}, {"backups"}),
 ])
 def test_instance_roles_are_least_privilege(built, tier, readable, writable):
     env = {"dev": "dev", "staging": "staging", "prod": "production"}[built.stack]
