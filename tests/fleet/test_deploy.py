@@ -20,7 +20,7 @@ import pytest
 
 from roadie import loadgen
 from tests.conftest import ROOT, ROADIE, run_roadie
-from tests.fleet.roles_fixtures import HOSTS, LB, SEED_MEDIA, SEED_TRACKS, TIERS, http, ssh
+from tests.fleet.roles_fixtures import HOSTS, LB, SEED_MEDIA, SEED_TRACKS, TIERS, http, ssh, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -260,6 +260,42 @@ def test_a_host_losing_power_mid_deploy_is_routed_around_and_max_fail_lets_the_r
     code, _, err = roadie_json("deploy", "streaming", v1)
     assert code == 0, err
     assert set(versions_on("streaming").values()) == {v1}
+
+
+def test_a_host_whose_link_is_cut_mid_deploy_fails_its_step_within_a_minute_and_the_tier_serves_on(fleet_v1):
+    """Seen: catalog-2's link cut while drained for its switch; the switch step waited 977 s on the SSH channel."""
+    (old,) = set(versions_on("catalog").values())
+    target = fleet_v1["catalog"] if old == V2 else V2
+    veth = json.loads((ROOT / ".roadie" / "local" / "fleet.json").read_text())["hosts"]["catalog-2"]["veth"]
+    load = under_load()
+    cut = []
+
+    def cut_link(_proc):
+        cut.append(time.monotonic())
+        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+
+    try:
+        code, out, err = act_at(["deploy", "catalog", target], ('"deploy.host.step"', '"catalog-2"', '"drain"'),
+                                cut_link, timeout=300)
+        took = time.monotonic() - cut[0] if cut else None
+        summary = load.stop()
+    finally:
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        load.stop()
+    assert cut, "catalog-2 was never drained"
+    docs = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    error = docs[-1]["error"]
+    print(f"\nlink of catalog-2 cut mid-deploy: the deploy ended {took:.1f} s after the cut; {summary['failed']} of "
+          f"{summary['requests']} requests failed; {error}")
+    assert code == 1, err
+    assert "catalog-2" in error and "does not answer" in error, error
+    assert took < 60
+    assert summary["failed"] == 0, summary["failures"]  # catalog-1 served throughout
+    wait_for(lambda: ssh("catalog-2", "true", check=False).returncode == 0, timeout=60, what="catalog-2 back")
+    code, docs, err = roadie_json("deploy", "catalog", target)  # once it answers, a deploy heals the tier
+    assert code == 0, f"{err}\n{docs[-3:]}"
+    assert set(versions_on("catalog").values()) == {target}
+    assert all(s.up for n, s in balancer_servers().items() if n.startswith("catalog/")), balancer_servers()
 
 
 def test_bad_inputs_change_nothing(fleet_v1):

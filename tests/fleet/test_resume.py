@@ -104,3 +104,23 @@ def test_a_killed_deploy_is_rolled_back_to_where_it_started(fleet_v1):  # noqa: 
     assert set(versions_on("catalog").values()) == {old}
     assert all(up for _, up in catalog_states().values()), catalog_states()
     assert unfinished() is None
+
+
+def test_a_plain_rerun_over_a_deploy_killed_after_its_last_switch_is_not_nothing_to_do(fleet_v1):  # noqa: F811
+    """Seen: killed right after catalog-2's switch, the re-run said "nothing to do", exit 0, catalog-2 drained."""
+    start = set(versions_on("catalog").values())
+    assert len(start) == 1
+    (old,) = start
+    target = fleet_v1["catalog"] if old == V2 else V2
+    code, _, _ = act_at(["deploy", "catalog", target], ('"deploy.host.step"', '"catalog-2"', '"switch"'),
+                        lambda proc: proc.send_signal(signal.SIGKILL), timeout=30)
+    assert code == -signal.SIGKILL
+    assert set(versions_on("catalog").values()) == {target}  # every host on the version...
+    assert catalog_states()["catalog-2"][1] is False  # ...and catalog-2 drained
+    code, docs, _ = roadie_json("deploy", "catalog", target)
+    assert code == 2, docs[-1]
+    assert "unfinished" in docs[-1]["error"] and "--resume" in docs[-1]["error"], docs[-1]
+    finish("deploy", "catalog", target, "--resume")
+    assert all(up for _, up in catalog_states().values()), catalog_states()
+    code, docs, _ = roadie_json("deploy", "catalog", target)
+    assert code == 0 and docs[-1]["result"] == "ok" and docs[-1]["hosts"] == [], docs[-1]  # now: nothing to do

@@ -286,3 +286,29 @@ def test_every_remote_step_of_a_deploy_and_its_revert_is_bounded():
     assert bounds["switching current"] == engine.STEP_SECONDS["switch"]
     assert set(bounds) >= {"reading the release state", "switching current", "restarting", "health check",
                            "restoring previous", "pruning old releases"}
+
+
+def test_a_host_that_stops_answering_mid_step_is_left_out_of_rotation_and_asked_nothing_more():
+    """Its link cut while it switches: one bounded failure, no put-back tries that would each wait again."""
+    from roadie.errors import HostUnreachable
+
+    d, hosts, lb, _ = deps(["catalog-1", "catalog-2"])
+    original = hosts.run
+
+    def cut(host, command, what, timeout=None):
+        if host.name == "catalog-2" and what == "switching current":
+            hosts.calls.append((host.name, what))
+            raise HostUnreachable(f"catalog-2: {what} did not finish within {timeout:.0f} s")
+        if host.name == "catalog-2" and what != "reading the release state":
+            raise AssertionError(f"catalog-2 asked to {what} after it stopped answering")
+        return original(host, command, what, timeout)
+
+    hosts.run = cut
+    outcome, results = run(d, batch="1")
+    assert outcome.result == "failed" and "catalog-2: switch: " in outcome.error
+    assert "does not answer: left out of rotation" in results["catalog-2"].error
+    assert lb.weight["catalog-2"] == 0  # not put back in rotation: its last step's effect is unknown
+    assert ("catalog-2", "ready") not in lb.calls
+    assert "catalog-2" in d.known_down
+    # catalog-1 stays on the new release and in service: reverting it would leave nobody to answer
+    assert hosts.current["catalog-1"] == "2.0.0" and lb.weight["catalog-1"] == 1

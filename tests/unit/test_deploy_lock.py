@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import boto3
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from roadie.deploy import audit, table
 from roadie.deploy.lock import Lock
@@ -100,3 +103,110 @@ def test_an_absent_table_on_aws_is_an_error_not_created(moto_endpoint):
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     with pytest.raises(OperationFailed, match="apply the Pulumi stack"):
         table.ensure(client, "roadie-nowhere-deploys", emulated=False)
+
+
+# -- renewal: errors within the lease, a lease that lapses, a takeover -------------------------------------------
+
+
+class Flaky:
+    """The DynamoDB client with its renewals (update_item) failing for the first `fail` calls, or hanging until
+    `release` is set; every other call goes through."""
+
+    def __init__(self, client, fail: int = 0, error: Exception | None = None, hang: bool = False):
+        self.client, self.fail, self.error, self.hang = client, fail, error, hang
+        self.release = threading.Event()
+        self.calls = 0
+
+    def update_item(self, **kw):
+        self.calls += 1
+        if self.hang:
+            self.release.wait(10)
+        elif self.calls <= self.fail:
+            raise self.error
+        return self.client.update_item(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def throttled() -> Exception:
+    return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                       "UpdateItem")
+
+
+def unreachable() -> Exception:
+    return EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
+
+
+def wait_for(check, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return bool(check())
+
+
+@pytest.mark.parametrize("error", [throttled, unreachable, lambda: BotoCoreError()])
+def test_renewal_errors_within_the_lease_are_retried_and_the_lock_stays_held(ddb, error):
+    """A 2 s lease renewed every 0.67 s: its first two renewals fail, the retry 0.6 s later succeeds."""
+    client, name = ddb
+    flaky = Flaky(client, fail=2, error=error())
+    lock = Lock(flaky, name, "local", "catalog", lease=2)
+    lock.acquire(ALICE, "deploy")
+    lock.start_renewing()
+    try:
+        time.sleep(2.6)  # past the first lease: held now only if a renewal after the errors succeeded
+        assert lock.lost is None
+        assert flaky.calls >= 3 and lock.trouble is None  # the errors happened, and the success cleared them
+        held = lock.holder()
+        assert held.token == lock.token and held.expires_at > time.time()
+    finally:
+        lock.release()
+    assert lock.holder() is None
+
+
+def test_a_lease_that_lapses_while_renewals_fail_is_lost_at_its_end_not_before(ddb):
+    client, name = ddb
+    lock = Lock(Flaky(client, fail=10**6, error=unreachable()), name, "local", "catalog", lease=2)
+    lock.acquire(ALICE, "deploy")
+    acquired = time.time()
+    lock.start_renewing()
+    try:
+        time.sleep(1.4)  # two renewals have failed; the lease has 0.6 s left
+        assert lock.lost is None and "Could not connect" in lock.trouble
+        assert wait_for(lambda: lock.lost, 1.5)
+        assert time.time() - acquired >= 1.95
+        assert "lapsed" in lock.lost and "Could not connect" in lock.lost
+    finally:
+        lock.release()
+
+
+def test_a_renewal_that_hangs_past_the_lease_loses_the_lock_at_the_lease_end(ddb):
+    client, name = ddb
+    flaky = Flaky(client, hang=True)
+    lock = Lock(flaky, name, "local", "catalog", lease=1.5)
+    lock.acquire(ALICE, "deploy")
+    lock.start_renewing()
+    try:
+        assert wait_for(lambda: lock.lost, 2.5), "a renewal stuck in the network must not keep the lock 'held'"
+        assert "lapsed" in lock.lost
+    finally:
+        flaky.release.set()
+        lock.release()
+
+
+def test_a_takeover_is_seen_at_the_next_renewal_and_names_the_new_holder(ddb):
+    client, name = ddb
+    lost = []
+    first = Lock(client, name, "local", "catalog", lease=1.5, on_lost=lost.append)
+    first.acquire(ALICE, "deploy")
+    first.start_renewing()
+    # bob's machine sees the lease lapsed (its clock is ahead, or alice's renewals were not reaching DynamoDB)
+    Lock(client, name, "local", "catalog", clock=lambda: time.time() + 120).acquire(BOB, "deploy")
+    assert wait_for(lambda: first.lost, 1.5)
+    assert "bob@ci-runner" in first.lost and lost == [first.lost]
+    time.sleep(0.6)
+    assert len(lost) == 1  # once, however many threads noticed
+    first.release()
+    assert first.holder().who == "bob"  # the first deploy's release left bob's lock alone

@@ -46,7 +46,8 @@ def _deploy_alive(env: str, service: str) -> bool:
 
 
 def _unfinished(ctx, service, version, operation, resume, to_previous):
-    """The journal of a dead deploy to settle first, and the version to go to; refusals are BadInput."""
+    """The journal of a dead deploy to settle first, the version to go to, and the journal of a deploy whose
+    lease still runs (dead or not, nobody may settle it yet); refusals are BadInput."""
     from roadie import model
     from roadie.deploy import journal, run
 
@@ -54,18 +55,35 @@ def _unfinished(ctx, service, version, operation, resume, to_previous):
     entry = run.journal_for(ctx.obj.env, service).read()
     if resume:
         journal.check_resume(entry, service, ctx.obj.env, version, operation)
-    if entry is None or (not resume and _deploy_alive(ctx.obj.env, service)):
-        return None, version, to_previous  # nothing left behind, or its deploy still runs (its lease says so)
+    if entry is None:
+        return None, version, to_previous, None
+    if not resume and _deploy_alive(ctx.obj.env, service):
+        return None, version, to_previous, entry  # its deploy still runs, or its lease has not lapsed yet
     if operation == "rollback" and to_previous:
         froms = entry.from_versions()
         if len(froms) != 1:
             raise BadInput(f"The unfinished {entry.operation} of {service} started from {', '.join(sorted(froms))}; "
                            "name the version to return to with --to.")
-        return entry, froms.pop(), False
+        return entry, froms.pop(), False, None
     if operation == "deploy" and not resume:
         raise BadInput(f"{service} has an {entry.describe()}; finish it with `roadie deploy {service} "
                        f"{entry.version} --resume` or undo it with `roadie rollback {service}`.")
-    return entry, version, to_previous
+    return entry, version, to_previous, None
+
+
+def _nothing_left(prepared, running) -> None:
+    """Every host is on the version: "nothing to do" only when each is also in service and no journal is
+    open; otherwise BadInput saying what is unfinished and how to finish it."""
+    svc, version = prepared.service.name, prepared.version
+    if running is not None:
+        raise BadInput(f"every {svc} host is on {version}, but the journal holds an {running.describe()} whose "
+                       f"lock lease still runs: let it finish, or if its process died, `roadie deploy {svc} "
+                       f"{running.version} --resume --lock-wait 90` (`roadie lock status {svc}` shows the holder).")
+    out = {n: s.status for n, s in prepared.servers.items() if n in prepared.deps.hosts and not s.up}
+    if out:
+        states = ", ".join(f"{n} ({st})" for n, st in out.items())
+        raise BadInput(f"every {svc} host is on {version}, but out of service in the balancer: {states}; "
+                       + "; ".join(f"`roadie ops enable {n}`" for n in out) + " once it is healthy.")
 
 
 def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False, resume=False):
@@ -75,7 +93,7 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
     import boto3  # noqa: F401  (preflight's next needs, loaded while ansible-inventory runs)
     import fabric  # noqa: F401
 
-    from roadie.deploy import run, view
+    from roadie.deploy import engine, run, view
 
     inventory_read()
     out = output.of(ctx)
@@ -86,7 +104,7 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
         refuse_unconfirmable(ctx, f"{operation} {service}", yes)
     entry = None
     if (operation == "rollback" or resume) and not plan_only:  # before preflight: the journal decides
-        entry, version, to_previous = _unfinished(ctx, service, version, operation, resume, to_previous)
+        entry, version, to_previous, _ = _unfinished(ctx, service, version, operation, resume, to_previous)
     # A deploy is refused over a dead deploy's drained hosts: the journal is read during preflight's other reads.
     check_journal = operation == "deploy" and not resume and not plan_only
     alongside = (lambda: _unfinished(ctx, service, version, operation, resume, to_previous)) if check_journal else None
@@ -96,14 +114,17 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
     if plan_only:
         _print_plan(out, prepared)
         return
+    running = None
     if check_journal:
-        entry, _, _ = prepared.alongside
+        entry, _, _, running = prepared.alongside
     if entry is not None:
         _confirm(ctx, f"settle the unfinished {entry.operation} of {service}, then {operation} {prepared.version}",
                  yes)
         yes = True
         run.settle(prepared, entry)
     if not prepared.plan.moves:
+        if operation != run.RESTART:
+            _nothing_left(prepared, running)
         out.result({"result": "ok", "service": service, "version": prepared.version, "hosts": []},
                    f"every {service} host is already on {prepared.version}; nothing to do")
         return
@@ -121,6 +142,8 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
     out.result({"service": service, "version": prepared.version, "env": ctx.obj.env, **outcome.as_dict()},
                lambda: "\n".join(f"{r.host}: {r.from_version or '(none)'} -> {r.to_version}: {r.result}"
                                  + (f" ({r.error})" if r.error else "") for r in hosts))
+    if outcome.result == "interrupted" and outcome.error != engine.STOPPED_ON_REQUEST:  # the lock was lost
+        raise OperationFailed(f"{operation} of {service} {prepared.version} stopped: {outcome.error}")
     if outcome.result == "interrupted":
         out.error(f"{operation} of {service} stopped on request; no host is drained or half-switched. "
                   f"Run `roadie status` to see each host's version.", INTERRUPTED)

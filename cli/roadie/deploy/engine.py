@@ -25,7 +25,7 @@ from typing import Callable
 from roadie.commands import release_host as cmd
 from roadie.commands.haproxy import Server
 from roadie.deploy import plan as planner
-from roadie.errors import OperationFailed
+from roadie.errors import HostUnreachable, OperationFailed
 from roadie.events import Event, event
 from roadie.inventory import Host
 from roadie.model import Service
@@ -33,6 +33,7 @@ from roadie.model import Service
 PARALLEL = 8  # hosts worked on at once, within a batch and while staging
 UP_TIMEOUT = 30.0  # seconds for the balancer to see an enabled host UP
 POLL = 0.25
+STOPPED_ON_REQUEST = "stopped on request"  # an interrupted Outcome's error after SIGINT/SIGTERM
 # Each remote step's bound in seconds: a host that hangs fails its step, named, instead of holding the
 # deploy (and its lock) for as long as TCP takes to give up. The health step's is its own wait + HEALTH_SLACK.
 STEP_SECONDS = {"facts": 30, "stage": 600, "migrate": 900, "switch": 30, "restart": 120, "previous": 30,
@@ -57,6 +58,9 @@ class Deps:
     balancer: object | None  # None: bring-up, no traffic to protect
     emit: Callable[[Event], None] = lambda ev: None
     stop: threading.Event = field(default_factory=threading.Event)
+    # Why the rollout must stop for good (the deploy lock was lost): like `stop`, but the error it ends
+    # with, and not cleared by a revert as a stop request is.
+    stop_reason: str | None = None
     health_seconds: int = 60
     sleep: Callable[[float], None] = time.sleep
     # Hosts this run found broken: out of service whatever the balancer says yet
@@ -244,7 +248,8 @@ def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[Host
         r.result = "failed"
         d.emit(event("deploy.host.failed", f"  {r.host}: FAILED at {r.error}", host=r.host, step=step[r.host],
                      error=r.error))
-        _put_back(d, r, switched=step[r.host] != "drain")
+        on_host = step[r.host] not in ("drain", "enable")  # those two are the balancer's steps, not the host's
+        _put_back(d, r, switched=step[r.host] != "drain", unreachable=on_host and isinstance(exc, HostUnreachable))
         if r.result == "failed":
             d.known_down.add(r.host)
 
@@ -301,9 +306,18 @@ def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[Host
     return rs
 
 
-def _put_back(d: Deps, r: HostResult, switched: bool) -> None:
-    """After a failed step: the previous release again (if it was switched), then back in rotation."""
+def _put_back(d: Deps, r: HostResult, switched: bool, unreachable: bool = False) -> None:
+    """After a failed step: the previous release again (if it was switched), then back in rotation.
+
+    A host that stopped answering is asked nothing more (each try would wait out its bound again) and is
+    left out of rotation: what its last step did is unknown, so it must not take traffic when it returns.
+    """
     name = r.host
+    if unreachable:
+        d.known_down.add(name)
+        r.error += (f"; it does not answer: left out of rotation; once it answers again, see `roadie status` "
+                    f"and deploy {d.service.name} again, or `roadie ops enable {name}`")
+        return
     try:
         if switched and r.from_version and r.from_version != r.to_version:
             _switch_and_check(d, name, r.from_version)
@@ -372,8 +386,8 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
     done_batches = 0
     verdict = None
     while pending:
-        if d.stop.is_set():
-            return Outcome("interrupted", results, "stopped on request", done_batches)
+        if d.stop.is_set() or d.stop_reason:
+            return Outcome("interrupted", results, d.stop_reason or STOPPED_ON_REQUEST, done_batches)
         batch = pending.pop(0)
         if d.balancer:
             chosen, why = _capacity(d, batch, p.min_healthy)
@@ -433,7 +447,7 @@ def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str
         if back[n].result == "ok":
             results[n].result = "reverted"
         elif back[n].result == "pending":  # not reverted: it would have taken the tier below its minimum
-            outcome_error = outcome_error or "reverting it would leave too few healthy hosts"
+            outcome_error = outcome_error or d.stop_reason or "reverting it would leave too few healthy hosts"
             results[n].error = f"left on {results[n].to_version} and in service: {outcome_error}"
         else:
             results[n].result = "failed"

@@ -153,6 +153,11 @@ class Journal:
             except Exception:  # a network blip: the steps stay noted and go with a later flush or close
                 pass
 
+    def abandon(self) -> None:
+        """Stop writing, without the last write `close` makes: this process no longer holds the service's lock,
+        so the journal stays as it stood for the new holder to settle from."""
+        self._stop.set()
+
     def close(self) -> None:
         """Stop the flusher and write what is left."""
         self._stop.set()

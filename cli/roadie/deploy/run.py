@@ -51,6 +51,7 @@ class Prepared:
     options: Options
     tarballs: dict[str, tuple[Path, str]] = field(default_factory=dict)  # version -> (path, sha256)
     alongside: object = None  # what prepare's `alongside` read returned
+    servers: dict = field(default_factory=dict)  # the balancer's view of the tier at preflight, by host
 
 
 def tier(inv: inventory.Inventory, svc: model.Service, only: list[str] | None) -> list[inventory.Host]:
@@ -191,9 +192,9 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
         except OperationFailed as exc:
             raise BadInput(f"Preflight: {exc.message}; nothing was changed.") from None
 
-    def read_balancer() -> None:
+    def read_balancer() -> dict:
         if not balancer:
-            return
+            return {}
         try:
             servers = balancer.servers(svc.backend)
         except OperationFailed as exc:
@@ -202,6 +203,7 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
         if missing:
             raise BadInput(f"Preflight: {', '.join(missing)} not in the balancer's {svc.backend} backend; "
                            "converge the load balancer first.")
+        return servers
 
     def read_aws() -> tuple[object, preflight.Tried | None]:
         """One thread for every AWS client this process makes: boto3's default session makes them one at a time."""
@@ -212,7 +214,7 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
             sha = preflight.tried(lambda: published_sha(env, svc.name, version))()
         return side, sha
 
-    facts, _, (side, early_sha) = preflight.together(read_facts, read_balancer, read_aws)
+    facts, servers, (side, early_sha) = preflight.together(read_facts, read_balancer, read_aws)
     current = {n: facts[n]["current"] for n in names}
     if operation == RESTART:
         return dataclasses.replace(_prepare_restart(env, svc, opts, deps, facts, current), alongside=side)
@@ -229,7 +231,7 @@ def prepare(env: str, service_name: str, version: str | None, opts: Options, ope
                       max_fail=opts.max_fail, min_healthy=svc.min_healthy, drain_timeout=svc.drain_timeout,
                       bring_up=opts.bring_up)
     prepared = Prepared(env=env, operation=operation, service=svc, version=version, plan=p, deps=deps,
-                        facts=facts, options=opts, alongside=side)
+                        facts=facts, options=opts, alongside=side, servers=servers)
     wanted = {m.to_version for m in p.moves.values()
               if m.to_version not in facts[m.host]["releases"]}
     for ver in sorted(wanted):
@@ -302,9 +304,10 @@ def settle(p: Prepared, entry: journal.Entry) -> list[str]:
         lock.release()
 
 
-def lock_for(env: str, service: str) -> Lock:
+def lock_for(env: str, service: str, on_lost: Callable[[str], None] | None = None) -> Lock:
+    """The service's lock; `on_lost` is told (once, from the lock's thread) if it is lost while renewed."""
     ddb, name = _state(env)
-    return Lock(ddb, name, env, service)
+    return Lock(ddb, name, env, service, on_lost=on_lost)
 
 
 def record(env: str, doc: dict) -> dict:
@@ -313,14 +316,31 @@ def record(env: str, doc: dict) -> dict:
 
 
 def execute(p: Prepared) -> engine.Outcome:
-    """Lock, stage, migrate, roll; revert on failure; audit; release the lock."""
+    """Lock, stage, migrate, roll; revert on failure; audit; release the lock.
+
+    A lock lost on the way (its lease lapsed with no renewal succeeding, or
+    another deploy holds it now) stops the rollout where a stop request would:
+    hosts in progress finish their steps, no new host leaves service. From then
+    on this deploy changes nothing more: nothing is reverted or pruned (the new
+    holder drives the tier), the journal is left as it stood, neither written
+    nor ended (as after a killed deploy: the new holder settles from it), and
+    the audit record says what was done and that the lock was lost.
+    """
     d, svc, plan = p.deps, p.service, p.plan
     actor = table.actor()
-    lock = lock_for(p.env, svc.name)
+
+    def lost(why: str) -> None:  # from the lock's thread; emit and log are set before renewal starts
+        d.stop_reason = f"the {svc.name} lock was lost: {why}"
+        d.stop.set()
+        d.emit = emit  # no host's step is journalled after this: the journal is the new holder's
+        log.abandon()
+        emit(event("lock.lost", f"the {svc.name} lock was lost: {why}; no new host starts and none is put back",
+                   service=svc.name, reason=why))
+
+    lock = lock_for(p.env, svc.name, on_lost=lost)
     lock.acquire(actor, p.operation, p.options.message, wait=p.options.lock_wait,
                  on_wait=lambda h: d.emit(event("lock.waiting", holder=h.as_dict(),
                                                 text=f"waiting for the {svc.name} lock: {h.describe()}")))
-    lock.start_renewing()
     started = time.time()
     log = journal_for(p.env, svc.name)  # each host's progress, for a resume if this process dies
     try:
@@ -330,6 +350,7 @@ def execute(p: Prepared) -> engine.Outcome:
         lock.release()
         raise
     emit, d.emit = d.emit, log.recording(d.emit)
+    lock.start_renewing()
     settled = False  # the engine ended by itself (not killed, no unexpected error): the journal is done
     results = {n: engine.HostResult(n, m.from_version, m.to_version, previous=p.facts[n]["previous"])
                for n, m in plan.moves.items()}
@@ -339,19 +360,19 @@ def execute(p: Prepared) -> engine.Outcome:
                  env=p.env, batches=[list(b.hosts) for b in plan.batches], unchanged=list(plan.unchanged)))
     try:
         for ver, (path, sha) in p.tarballs.items():
+            if lock.lost:
+                break
             stage_on = [h for h, m in plan.moves.items() if m.to_version == ver]
             engine.stage(d, stage_on, ver, path, sha, p.facts)
-        if svc.migrations and plan.moves and p.operation not in ("rollback", RESTART):
+        if svc.migrations and plan.moves and p.operation not in ("rollback", RESTART) and not lock.lost:
             engine.migrate(d, plan.hosts[0], p.version)
-        outcome = engine.roll(d, plan, results)
-        if lock.lost and outcome.result == "ok":
-            outcome = engine.Outcome("failed", results, f"lock lost: {lock.lost}", outcome.batches_done)
-        if outcome.result == "failed" and p.operation != RESTART:  # a restart changed no release: none to undo
+        outcome = engine.roll(d, plan, results)  # a lost lock stops it at the next batch (d.stop_reason)
+        if outcome.result == "failed" and p.operation != RESTART and not lock.lost:  # a restart: none to undo
             engine.revert(d, plan, results)
         settled = True
     except OperationFailed as exc:
         outcome = engine.Outcome("failed", results, exc.message, outcome.batches_done)
-        if p.operation != RESTART:
+        if p.operation != RESTART and not lock.lost:
             engine.revert(d, plan, results)
         settled = True
     finally:
@@ -359,26 +380,41 @@ def execute(p: Prepared) -> engine.Outcome:
         for r in results.values():
             if r.result == "pending":
                 r.result = "untouched"
+        why = lock.loss() if lock.lost else None  # who holds it now, read again if the loss did not say
+        if why:  # not ours any more: this deploy stops here, whatever the engine's result was
+            failed_first = f"; before that it had failed: {outcome.error}" if outcome.result == "failed" else ""
+            outcome = engine.Outcome("interrupted", results, f"the {svc.name} lock was lost: {why}{failed_first}",
+                                     outcome.batches_done, outcome.verdict)
         doc = {"operation": p.operation, "service": svc.name, "version": p.version, **actor,
                "message": p.options.message, "started_at": audit.iso(started),
                "seconds": round(time.time() - started, 3), **outcome.as_dict(),
+               **({"lock_lost": why} if why else {}),
                "plan": {"batches": [list(b.hosts) for b in plan.batches], "max_fail": plan.max_fail,
                         "canary": p.options.canary, "bake": p.options.bake, "unchanged": list(plan.unchanged)}}
 
         def bookkeeping() -> None:
             record(p.env, doc)
+            if why:  # the journal is left as it stood at the loss (its flusher already stopped)
+                return
             log.close()
             if settled:
                 log.end()
 
         # Old releases are pruned while the audit record and the journal are written (both under the lock);
         # the lock is released last, after both.
-        prune = settled and outcome.result == "ok" and p.operation != RESTART
+        prune = settled and not why and outcome.result == "ok" and p.operation != RESTART
         try:
             preflight.together(bookkeeping, lambda: engine.prune(d, plan.hosts) if prune else None)
         finally:
             lock.release()
             d.transport.close()
+        if why:
+            said = {"ok": "moved", "reverted": "put back", "failed": "failed", "untouched": "untouched"}
+            where = "; ".join(f"{', '.join(names)} {said[k]}" for k in said
+                              if (names := [n for n, r in results.items() if r.result == k]))
+            d.emit(event("deploy.lock_lost", f"{p.operation} of {svc.name} {p.version} stopped, {outcome.error}. "
+                         f"{where}; it reverts nothing and leaves its journal as it stood: whoever holds the lock "
+                         "drives the tier now; audited.", service=svc.name, version=p.version, reason=why))
         d.emit(event(f"{p.operation}.finished", f"{p.operation} {svc.name} {p.version}: {outcome.result} in "
                      f"{doc['seconds']:.1f} s", service=svc.name, version=p.version, result=outcome.result,
                      error=outcome.error, seconds=doc["seconds"]))
