@@ -42,7 +42,7 @@ class Transport:
         self.facts = json.dumps({"current": FROM, "previous": None, "releases": [FROM], "active": "active",
                                  "pid": 1, "disk_free": 10**12})
 
-    def run(self, host: Host, command: str, what: str) -> str:
+    def run(self, host: Host, command: str, what: str, timeout: float | None = None) -> str:
         with self._lock:
             self.calls[what] += 1
         return self.facts if what == "reading the release state" else ""

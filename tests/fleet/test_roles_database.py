@@ -1,6 +1,8 @@
 """database role: PostgreSQL 15 run by Patroni over a three-member etcd cluster."""
 
+import base64
 import re
+import shlex
 import shutil
 import time
 import uuid
@@ -217,3 +219,39 @@ def test_patroni_config_checker(hosts, edit, ok):
     proc = ssh(DB[1], f"f=$(mktemp) && {edit} /etc/patroni/config.yml > $f && "
                       f"/usr/local/sbin/roadie-pg-check patroni $f; rc=$?; rm -f $f; exit $rc", check=False)
     assert (proc.returncode == 0) == ok, proc.stderr
+
+
+# Patroni's REST API: unsafe endpoints ask for the role's credentials; GETs stay open.
+
+def _rest(source: str, method: str, path: str, target: str = "db-1", auth: str | None = None) -> int:
+    """The status a POST/GET from a fleet host to TARGET's Patroni REST API gets (no credentials unless AUTH)."""
+    headers = {"Authorization": f"Basic {auth}"} if auth else {}
+    code = ("import urllib.request as u, urllib.error as e\n"
+            f"r = u.Request('http://{HOSTS[target]}:8008{path}', data={b'{}' if method != 'GET' else None!r}, "
+            f"method='{method}', headers={headers!r})\n"
+            "try:\n    print(u.urlopen(r, timeout=10).status)\nexcept e.HTTPError as h:\n    print(h.code)\n")
+    return int(ssh(source, f"python3 -c {shlex.quote(code)}").stdout.strip())
+
+
+@pytest.mark.parametrize("method, path, expected", [
+    ("POST", "/reload", 401),   # was 202 before restapi.authentication
+    ("POST", "/switchover", 401),  # an empty body: harmless (400) even if it were let through
+    ("PATCH", "/config", 401),
+    ("GET", "/health", 200),    # GETs need no credentials (the role's and the balancer's checks)
+    ("GET", "/cluster", 200),
+])
+def test_patroni_rest_api_refuses_unsafe_requests_without_credentials(hosts, method, path, expected):
+    assert _rest("db-2", method, path) == expected
+
+
+def test_patroni_rest_api_accepts_the_roles_credentials_and_patronictl_sends_them(hosts):
+    from roadie.converge import secrets as converge_secrets
+
+    password = converge_secrets.read_local(STATE)["vault_patroni_rest_password"]
+    auth = base64.b64encode(f"roadie:{password}".encode()).decode()
+    assert _rest("db-2", "POST", "/reload", auth=auth) in (200, 202)
+    assert _rest("db-2", "POST", "/reload", auth=base64.b64encode(b"roadie:wrong").decode()) == 401
+    # patronictl reads restapi.authentication from the same file (POST /reload to every member).
+    name = replicas()[0]
+    proc = ssh(name, f"patronictl -c /etc/patroni/config.yml reload roadie-catalog {name} --force", check=False)
+    assert proc.returncode == 0 and "401" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr

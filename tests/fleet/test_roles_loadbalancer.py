@@ -1,10 +1,12 @@
 """loadbalancer role: HAProxy routes /api and /stream, checks health, answers its runtime API."""
 
+import base64
 import json
 
 import pytest
 
-from tests.fleet.roles_fixtures import LB, http, listening, wait_for
+from roadie.converge import secrets as converge_secrets
+from tests.fleet.roles_fixtures import LB, STATE, http, listening, wait_for
 
 pytestmark = pytest.mark.fleet
 
@@ -30,7 +32,8 @@ def test_haproxy_running_enabled_and_listening(hosts):
     assert host.run("haproxy -c -f /etc/haproxy/haproxy.cfg").rc == 0
     cfg = host.file("/etc/haproxy/haproxy.cfg")
     for line in ("option redispatch", "retries 3", "retry-on conn-failure", "option httpchk GET /healthz",
-                 "stats socket /run/haproxy/admin.sock"):
+                 "stats socket /run/haproxy/admin.sock", "server-state-file /var/lib/haproxy/server-state",
+                 "load-server-state-from-file global", "stats auth roadie:"):
         assert cfg.contains(line), line
 
 
@@ -47,8 +50,17 @@ def test_all_backends_up(hosts):
     assert set(states) == SERVERS
 
 
-def test_stats_page_on_the_fleet_address():
-    status, _, body = http(f"http://{LB}:8404/stats")
+def stats_credentials() -> dict:
+    password = converge_secrets.read_local(STATE)["vault_loadbalancer_stats_password"]
+    return {"Authorization": "Basic " + base64.b64encode(f"roadie:{password}".encode()).decode()}
+
+
+def test_stats_page_on_the_fleet_address_asks_for_credentials():
+    status, headers, _ = http(f"http://{LB}:8404/stats")
+    assert status == 401 and "Basic" in headers.get("WWW-Authenticate", "")
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"roadie:not-the-password").decode()}
+    assert http(f"http://{LB}:8404/stats", wrong)[0] == 401
+    status, _, body = http(f"http://{LB}:8404/stats", stats_credentials())
     assert status == 200 and b"catalog" in body
 
 
@@ -107,3 +119,56 @@ def test_drained_server_gets_no_new_sessions(hosts):
     for i in range(1, 11):
         assert http(f"http://{LB}/api/tracks/{i}")[0] == 200
     assert int(stat(hosts)[drained]["stot"]) - start >= 3
+
+
+# Runtime server state across reloads and restarts (server-state-file + the haproxy.service drop-in).
+
+def worker_pid(hosts) -> str | None:
+    """The worker answering the runtime API; None while none does (during a restart)."""
+    out = hosts["lb-1"].run("echo 'show info' | socat stdio /run/haproxy/admin.sock")
+    found = [line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if line.startswith("Pid:")]
+    return found[0] if out.rc == 0 and found else None
+
+
+def admin_states(hosts) -> dict:
+    """(backend, server) -> srv_admin_state from `show servers state` (8: drained, 1: maintenance)."""
+    rows = [line.split() for line in runtime(hosts, "show servers state").splitlines()[1:]
+            if line and not line.startswith("#")]
+    return {(r[1], r[3]): r[6] for r in rows}
+
+
+def test_the_drop_in_is_loaded(hosts):
+    host = hosts["lb-1"]
+    shown = host.check_output("systemctl show haproxy -p DropInPaths -p ExecReload -p ExecStop -p ExecStartPre")
+    assert "/etc/systemd/system/haproxy.service.d/roadie-server-state.conf" in shown
+    assert "roadie-haproxy-state save" in shown and "roadie-haproxy-state expire" in shown
+    assert "kill -USR2" in shown and "-c -q" in shown  # Debian's check and signal, re-listed
+
+
+@pytest.mark.parametrize("how", ["reload", "restart"])
+def test_a_drained_server_stays_drained_across_a_reload_and_a_restart(hosts, how):
+    """`roadie ops drain catalog-1`, then `systemctl reload haproxy`: catalog-1 stayed in service (admin
+    state 8 became 0) before the state file; now it stays drained, and ready again once told."""
+    drained = ("catalog", "catalog-1")
+    wait_for(lambda: stat(hosts)[drained]["status"] == "UP", timeout=30, what="catalog-1 UP before the test")
+    before = worker_pid(hosts)
+    try:
+        runtime_ok(hosts, "set server catalog/catalog-1 state drain")
+        assert admin_states(hosts)[drained] == "8"
+        hosts["lb-1"].check_output(f"systemctl {how} haproxy")
+        wait_for(lambda: worker_pid(hosts) not in (None, before), timeout=30,
+                 what=f"a new HAProxy worker after the {how}")
+        wait_for(lambda: "catalog" in runtime(hosts, "show servers state"), timeout=10, what="the new worker's state")
+        assert admin_states(hosts)[drained] == "8", f"catalog-1's drain was lost by the {how}"
+        assert stat(hosts)[drained]["status"] == "DRAIN"
+        assert admin_states(hosts)[("catalog", "catalog-2")] == "0"
+        codes = [http(f"http://{LB}/api/tracks/{i}")[0] for i in range(1, 11)]
+        assert codes == [200] * 10
+    finally:
+        runtime_ok(hosts, "set server catalog/catalog-1 state ready")
+    assert wait_for(lambda: stat(hosts)[drained]["status"] == "UP", timeout=30, what="catalog-1 UP again")
+    # The state file is a hand-off between processes: a ready server stays ready after the next reload.
+    again = worker_pid(hosts)
+    hosts["lb-1"].check_output("systemctl reload haproxy")
+    wait_for(lambda: worker_pid(hosts) not in (None, again), timeout=30, what="a new HAProxy worker")
+    assert admin_states(hosts)[drained] == "0"

@@ -266,6 +266,7 @@ def render_roles(work: Path, inventory: Path = LOCAL_INVENTORY) -> Path:
              # (a fresh clone has no .roadie/local yet).
              "vault_catalog_db_password": "probe", "common_admin_users": [],
              "vault_replication_password": "probe", "vault_database_superuser_password": "probe",
+             "vault_patroni_rest_password": "probe", "vault_loadbalancer_stats_password": "probe-stats-password",
              # Memory settings read the host's facts, which the probe does not gather.
              "database_memory_mb": 1024}
     ansible = Path(sys.executable).with_name("ansible-playbook")

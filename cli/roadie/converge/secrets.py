@@ -26,8 +26,10 @@ from pathlib import Path
 
 from roadie.errors import BadInput
 
-# Variable names the roles read (through database_password, catalog_database_password, ...).
-GENERATED = ("vault_catalog_db_password", "vault_replication_password", "vault_database_superuser_password")
+# Variable names the roles read (through database_password, catalog_database_password,
+# database_patroni_rest_password, loadbalancer_stats_password, ...).
+GENERATED = ("vault_catalog_db_password", "vault_replication_password", "vault_database_superuser_password",
+             "vault_patroni_rest_password", "vault_loadbalancer_stats_password")
 
 
 @dataclass(frozen=True)

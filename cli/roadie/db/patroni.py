@@ -3,6 +3,10 @@ runs there over SSH (hosts have python3, not curl) and what their answers mean.
 
 Patroni's REST API listens on each member's own address, firewalled to the
 database hosts, so roadie asks it from a member, through its SSH transport.
+Its unsafe endpoints (POST, PUT, PATCH, DELETE) ask for the credentials the
+database role writes in the member's Patroni configuration (restapi.authentication):
+the line roadie runs reads them there, on the member, so they are never on a
+command line, in roadie's output or in the audit log. GETs need none.
 """
 
 from __future__ import annotations
@@ -19,13 +23,31 @@ from roadie.errors import BadInput, OperationFailed
 MAX_LAG_BYTES = 1048576
 STANDBY_ROLES = ("sync_standby", "replica")
 HEALTHY_STATES = ("running", "streaming")
+# The member's Patroni configuration (the database role's), holding restapi.authentication.
+CONFIG = "/etc/patroni/config.yml"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _credentials() -> str:
+    """Lines that add HTTP basic authentication from the member's Patroni configuration to `hdr`; none
+    there (a cluster the role has not converged yet) sends none, and Patroni's 401 says why."""
+    return ("import base64, yaml\n"
+            "try:\n"
+            f"    a = (yaml.safe_load(open({CONFIG!r})).get('restapi') or {{}}).get('authentication')\n"
+            "except OSError:\n"
+            "    a = None\n"
+            "if a:\n"
+            "    hdr['Authorization'] = 'Basic ' + base64.b64encode(('%s:%s' % (a['username'], a['password']))"
+            ".encode()).decode()\n")
 
 
 def _http(method: str, url: str, body: dict | None = None, timeout: float = 60) -> str:
     """A python3 one-liner printing `STATUS BODY` (errors too: HTTPError is an answer)."""
     data = repr(json.dumps(body).encode()) if body is not None else "None"
     code = ("import urllib.request as u, urllib.error as e\n"
-            f"r = u.Request({url!r}, data={data}, method={method!r}, headers={{'Content-Type': 'application/json'}})\n"
+            "hdr = {'Content-Type': 'application/json'}\n"
+            f"{'' if method in SAFE_METHODS else _credentials()}"
+            f"r = u.Request({url!r}, data={data}, method={method!r}, headers=hdr)\n"
             "try:\n"
             f"    x = u.urlopen(r, timeout={timeout}); print(x.status, x.read().decode())\n"
             "except e.HTTPError as h:\n"
