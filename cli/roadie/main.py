@@ -23,8 +23,10 @@ SUBCOMMANDS = {
     "status": ("roadie.cli.deploy", "status", "Versions, health and balancer state per host; the locks."),
     "lock": ("roadie.cli.deploy", "lock", "Show or force-release a service's deploy lock."),
     "audit": ("roadie.cli.deploy", "audit", "Deploys and overrides recorded in the environment."),
-    "db": ("roadie.cli.db", "db", "The database tier: Patroni status and switchover."),
-    "ops": ("roadie.cli.ops", "ops", "On-call operations: restart, drain, maintenance, health, logs, disk, exec."),
+    "hosts": ("roadie.cli.hosts", "hosts", "The hosts' SSH host keys: pin-keys pins them from the EC2 console output."),
+    "db": ("roadie.cli.db", "db", "The database tier: Patroni status, switchover, backup, backups, prune, restore."),
+    "ops": ("roadie.cli.ops", "ops",
+            "On-call operations: restart, drain/enable, maintenance, health, logs, disk, exec."),
 }
 
 
