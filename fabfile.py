@@ -2,8 +2,8 @@
 
 Each task is a thin wrapper over `roadie ops` (one implementation, two entry
 points): the same inventory selection (a group name expands to its hosts, an
-unknown name is an error), pinned host keys, locks, audit records, `--plan`,
-production confirmation (`--yes`) and exit codes.
+unknown or empty one is an error), pinned host keys, locks, audit records,
+`--plan`, production confirmation (`--yes`) and exit codes.
 """
 
 from __future__ import annotations
@@ -27,38 +27,41 @@ def _roadie(*args: str, env: str = "local", output: str = "text") -> None:
 
 
 def _flags(**flags) -> list[str]:
+    """Command-line flags of the options given: None (not given) and False are left out; any other value,
+    '' included, is passed on, so roadie refuses an empty selection (`--hosts ''`) instead of it
+    silently meaning every host."""
     out: list[str] = []
     for name, value in flags.items():
         opt = "--" + name.replace("_", "-")
         if value is True:
             out.append(opt)
-        elif value is not None and value is not False and value != "":
+        elif value is not None and value is not False:
             out += [opt, str(value)]
     return out
 
 
 @task(help={"service": "catalog or streaming", "env": "inventory (default local)", "batch_size": "N or N%",
             "plan": "print the batches, change nothing", "yes": "no prompt (production)", "message": "why"})
-def restart(c, service, env="local", batch_size=None, message="", plan=False, yes=False, output="text"):
+def restart(c, service, env="local", batch_size=None, message=None, plan=False, yes=False, output="text"):
     """Rolling restart of a service through the deploy engine (drain, restart, health gate); no version change."""
     _roadie("ops", "restart", service, *_flags(batch_size=batch_size, message=message, plan=plan, yes=yes),
             env=env, output=output)
 
 
 @task(help={"host": "a service host of the inventory", "env": "inventory (default local)"})
-def drain(c, host, env="local", message="", plan=False, yes=False, output="text"):
+def drain(c, host, env="local", message=None, plan=False, yes=False, output="text"):
     """Take a host out of rotation (refused below the tier's minimum healthy hosts)."""
     _roadie("ops", "drain", host, *_flags(message=message, plan=plan, yes=yes), env=env, output=output)
 
 
 @task(help={"host": "a service host of the inventory", "env": "inventory (default local)"})
-def enable(c, host, env="local", message="", plan=False, yes=False, output="text"):
+def enable(c, host, env="local", message=None, plan=False, yes=False, output="text"):
     """Put a drained host back in rotation and wait until the balancer sees it UP."""
     _roadie("ops", "enable", host, *_flags(message=message, plan=plan, yes=yes), env=env, output=output)
 
 
 @task(help={"service": "catalog or streaming", "state": "on or off", "retry_after": "seconds (Retry-After)"})
-def maintenance(c, service, state, env="local", retry_after=None, message="", plan=False, yes=False, output="text"):
+def maintenance(c, service, state, env="local", retry_after=None, message=None, plan=False, yes=False, output="text"):
     """Maintenance mode of a service: the balancer answers 503 with Retry-After (on), or serves again (off)."""
     _roadie("ops", "maintenance", service, state,
             *_flags(retry_after=retry_after, message=message, plan=plan, yes=yes), env=env, output=output)
@@ -79,7 +82,7 @@ def logs(c, tier, env="local", since=None, lines=None, grep=None, follow=False, 
 
 @task(help={"clean": "prune old releases and vacuum journals", "hosts": "groups or hosts, comma-separated",
             "keep": "releases kept per service (default 5)", "journal_size": "journal bound (default 200M)"})
-def disk(c, clean=False, hosts=None, env="local", keep=None, journal_size=None, message="", plan=False, yes=False,
+def disk(c, clean=False, hosts=None, env="local", keep=None, journal_size=None, message=None, plan=False, yes=False,
          output="text"):
     """Disk usage per host and mount with the top consumers; --clean frees old releases and journals."""
     args = ["clean"] if clean else []
@@ -88,7 +91,7 @@ def disk(c, clean=False, hosts=None, env="local", keep=None, journal_size=None, 
 
 
 @task(name="exec", help={"group": "a group or host (comma-separated)", "cmd": "the shell command to run"})
-def exec_(c, group, cmd, env="local", timeout=None, message="", plan=False, yes=False, output="text"):
+def exec_(c, group, cmd, env="local", timeout=None, message=None, plan=False, yes=False, output="text"):
     """Run a shell command on every host of a group, output grouped by host."""
     _roadie("ops", "exec", group, *_flags(timeout=timeout, message=message, plan=plan, yes=yes), "--", cmd,
             env=env, output=output)

@@ -63,6 +63,14 @@ BAD_INPUTS = [
     (["release", "build", "catalog", "--version", ""], "--version is empty"),
     (["release", "verify", "catalog", "1.2"], "not a semantic version"),
     (["release", "install", "catalog", "1.0.0", "--hosts", ""], "--hosts is empty"),
+    # ops: an empty selection is refused before the inventory is read or any host is asked
+    # (these run with no fleet and with no `local` inventory: only the check itself can answer them)
+    (["ops", "disk", "clean", "--hosts", "", "--yes"], "--hosts is empty"),
+    (["ops", "disk", "clean", "--hosts", " , ", "--plan"], "--hosts is empty"),
+    (["ops", "disk", "--hosts", ","], "--hosts is empty"),
+    (["ops", "logs", ""], "TIER is empty"),
+    (["ops", "logs", ",", "--follow"], "TIER is empty"),
+    (["ops", "exec", " ", "uptime", "--yes"], "GROUP is empty"),
     (["infra", "preview"], "Missing option '--stack'"),
     (["infra", "preview", "--stack", "qa"], "Unknown stack 'qa'"),
     (["nosuch"], "No such command 'nosuch'"),
@@ -104,3 +112,25 @@ def test_an_operation_failure_under_output_json_is_exit_1(run, monkeypatch):
     res = run("--output", "json", "local", "up", "--env", "mini")
     assert res.exit_code == 1
     assert json.loads(res.stdout) == {"event": "error", "error": "the bridge would not come up", "exit_code": 1}
+
+
+@pytest.mark.parametrize("args", [
+    ["ops", "disk", "clean", "--hosts", "", "--yes"],
+    ["ops", "disk", "clean", "--hosts", "", "--plan"],
+    ["ops", "disk", "--hosts", ""],
+    ["ops", "logs", ""],
+    ["ops", "exec", "", "uptime", "--yes"],
+])
+def test_an_empty_selection_in_a_real_inventory_is_refused_before_any_host_is_asked(run, monkeypatch, args):
+    """With an inventory to fall back on, '' must still not mean every host of it."""
+    from roadie.deploy import run as deploy_run
+    from roadie.ops import remote
+
+    def asked(*a, **k):
+        raise AssertionError("a host, balancer or lock was asked")
+    for name in ("transport_for", "lock_for", "balancer_for"):
+        monkeypatch.setattr(deploy_run, name, asked)
+    monkeypatch.setattr(remote, "Fanout", asked)
+    res = run(*args, "--env", "mini")
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert res.stderr.startswith("Error: ") and res.stderr.count("\n") == 1 and " is empty: " in res.stderr

@@ -57,3 +57,112 @@ def test_live_draws_only_on_a_terminal(stream, json_mode, drawn):
     assert (v.hosts["catalog-1"].state == "drain") is drawn  # fed only while drawn
     assert ("catalog-2" in stream.getvalue()) is drawn
     assert out.listeners == []
+
+
+# -- `roadie status`: host facts in, the rendered table out --------------------------------------------------------
+
+def host(name, releases=(), active="active", error=None, current="1.2.0", previous="1.1.0", balancer="UP"):
+    h = {"host": name, "current": current, "previous": previous, "releases": list(releases), "active": active,
+         "balancer": balancer}
+    if error:
+        h.update(current=None, previous=None, releases=[], active=f"unreachable: {error}", error=error)
+    return h
+
+
+SEVEN = ["0.9.0", "1.0.0", "1.0.1", "1.1.0", "1.10.0-rc.1", "1.2.0", "1.0.0-rc.1"]  # as the host lists them
+SSH_ERROR = ("catalog-2 (10.0.0.12): ssh: connect to host 10.0.0.12 port 22: Connection timed out "
+             "after 10 s while reading the release state")
+
+
+@pytest.mark.parametrize("releases, cell", [
+    ([], "none"),
+    (["1.0.0"], "1: 1.0.0"),
+    (["1.0.0", "1.1.0", "1.0.1"], "3: 1.1.0, 1.0.1, 1.0.0"),
+    (["1.0.0", "1.1.0", "1.0.1", "0.9.0"], "4: 1.1.0, 1.0.1, 1.0.0 …"),
+    (["1.9.0", "1.10.0", "1.10.0-rc.1"], "3: 1.10.0, 1.10.0-rc.1, 1.9.0"),  # SemVer order, not the host's sort
+    (["1.0.0", "not-a-version"], "2: 1.0.0, not-a-version"),
+])
+def test_releases_cell_counts_and_names_the_newest(releases, cell):
+    from roadie.deploy.view import releases_cell
+
+    assert releases_cell(releases) == cell
+
+
+@pytest.mark.parametrize("hosts, rows, notes", [
+    ([host("catalog-1", SEVEN)],
+     [("catalog-1", "1.2.0", "1.1.0", "7: 1.10.0-rc.1, 1.2.0, 1.1.0 …", "active", "UP")], []),
+    ([host("catalog-1", ["1.1.0", "1.2.0"]), host("catalog-2", error=SSH_ERROR, balancer="DOWN")],
+     [("catalog-1", "1.2.0", "1.1.0", "2: 1.2.0, 1.1.0", "active", "UP"),
+      ("catalog-2", None, None, "", "unreachable", "DOWN")],
+     [f"catalog-2: {SSH_ERROR}"]),
+    ([host("catalog-1", ["1.2.0"], active="failed")],
+     [("catalog-1", "1.2.0", "1.1.0", "1: 1.2.0", "failed", "UP")], []),
+])
+def test_status_table_rows_and_notes(hosts, rows, notes):
+    from roadie.deploy.view import status_table
+
+    assert status_table(hosts) == (rows, notes)
+
+
+@pytest.fixture
+def status_cli(monkeypatch):
+    """`roadie status` over given host facts: no host, balancer or lock is asked."""
+    from click.testing import CliRunner
+
+    from roadie.deploy import run
+    from roadie.deploy import status as st
+    from roadie.main import main
+
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.delenv("ROADIE_OUTPUT", raising=False)
+
+    class NoJournal:
+        def read(self):
+            return None
+
+    monkeypatch.setattr(run, "journal_for", lambda env, service: NoJournal())
+
+    def invoke(hosts, *args):
+        doc = {"env": "local", "services": [{"service": "catalog", "versions": ["1.2.0"], "hosts": hosts,
+                                             "maintenance": {"on": False, "retry_after": None, "error": None},
+                                             "lock": None}]}
+        monkeypatch.setattr(st, "collect", lambda env: doc)
+        return CliRunner().invoke(main, ["status", *args])
+    return invoke
+
+
+@pytest.mark.parametrize("hosts, lines", [
+    ([host("catalog-1", SEVEN), host("catalog-3", ["1.2.0", "1.1.0"])],
+     ["catalog-1  1.2.0    1.1.0     7: 1.10.0-rc.1, 1.2.0, 1.1.0 …  active  UP",
+      "catalog-3  1.2.0    1.1.0     2: 1.2.0, 1.1.0                 active  UP"]),
+    ([host("catalog-1", ["1.2.0"]), host("catalog-2", error=SSH_ERROR, balancer="DOWN")],
+     ["catalog-1  1.2.0    1.1.0     1: 1.2.0  active       UP",
+      "catalog-2                               unreachable  DOWN",
+      f"catalog-2: {SSH_ERROR}"]),
+])
+def test_status_prints_one_line_per_host_and_errors_under_the_table(status_cli, hosts, lines):
+    res = status_cli(hosts)
+    assert res.exit_code == 0, res.output
+    out = [line.strip() for line in res.stdout.splitlines()]
+    header = next(i for i, line in enumerate(out) if line.lstrip().startswith("host"))
+    assert out[header + 1:] == lines, res.stdout
+
+
+def test_status_json_keeps_every_release_and_the_whole_error(status_cli):
+    import json
+
+    hosts = [host("catalog-1", SEVEN), host("catalog-2", error=SSH_ERROR)]
+    res = status_cli(hosts, "--output", "json")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["services"][0]["hosts"][0]["releases"] == SEVEN
+    assert doc["services"][0]["hosts"][1]["error"] == SSH_ERROR
+
+
+def test_an_unreachable_host_keeps_its_whole_error_apart_from_its_unit_state():
+    from roadie.deploy import status as st
+    from roadie.errors import OperationFailed
+
+    facts = st.unreachable_facts(OperationFailed(SSH_ERROR))
+    assert facts == {"current": None, "previous": None, "releases": [], "active": f"unreachable: {SSH_ERROR}",
+                     "error": SSH_ERROR}

@@ -36,8 +36,51 @@ def test_fab_list_shows_every_task_with_its_line():
     (("restart", "catalog", "--env", "nowhere"), "Unknown environment 'nowhere'"),
     (("logs", "catalog", "--lines", "0"), "--lines must be between"),
     (("db-restore", "--backup", "20261123T120000", "--into", "live"), "needs --force"),
+    (("disk", "--clean", "--hosts", "", "--yes"), "--hosts is empty"),
+    (("logs", ","), "TIER is empty"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     proc = fab(*args)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.fixture
+def passed(monkeypatch):
+    """The roadie command line a fab task runs (nothing is run)."""
+    import fabfile
+
+    calls = []
+    monkeypatch.setattr(fabfile, "_roadie", lambda *args, env="local", output="text": calls.append(list(args)))
+
+    def call(task, *args, **kw):
+        getattr(fabfile, task).body(None, *args, **kw)
+        return calls[-1]
+    return call
+
+
+@pytest.mark.parametrize(("task", "args", "kw", "flag"), [
+    ("disk", (), {"clean": True, "hosts": "", "yes": True}, ["--hosts", ""]),
+    ("disk", (), {"hosts": ""}, ["--hosts", ""]),
+    ("logs", ("catalog",), {"since": ""}, ["--since", ""]),
+    ("logs", ("catalog",), {"grep": ""}, ["--grep", ""]),
+    ("restart", ("catalog",), {"batch_size": ""}, ["--batch-size", ""]),
+    ("db_switchover", (), {"to": ""}, ["--to", ""]),
+    ("db_restore", (), {"backup": "", "time": ""}, ["--backup", "", "--time", ""]),
+])
+def test_an_explicitly_empty_value_is_passed_on_for_roadie_to_refuse(passed, task, args, kw, flag):
+    """'' (given empty, as an unset $VAR gives) is not None (not given): dropping it would widen the selection."""
+    line = passed(task, *args, **kw)
+    assert any(line[i:i + len(flag)] == flag for i in range(len(line))), line
+
+
+@pytest.mark.parametrize(("task", "args", "kw", "line"), [
+    ("disk", (), {}, ["ops", "disk"]),
+    ("disk", (), {"clean": True, "hosts": "catalog", "yes": True}, ["ops", "disk", "clean", "--hosts", "catalog",
+                                                                     "--yes"]),
+    ("logs", ("catalog",), {}, ["ops", "logs", "catalog"]),
+    ("drain", ("catalog-1",), {"plan": True}, ["ops", "drain", "catalog-1", "--plan"]),
+    ("db_switchover", (), {}, ["db", "switchover"]),
+])
+def test_options_not_given_are_left_out(passed, task, args, kw, line):
+    assert passed(task, *args, **kw) == line

@@ -62,6 +62,33 @@ def test_journal_bound(bound, ok):
             disk.check_bound(bound)
 
 
+@pytest.mark.parametrize("names", [[], [""], ["", " "], ["catalog", ""]])
+def test_disk_refuses_an_empty_selection_rather_than_every_host(monkeypatch, names):
+    """[] is a selection given empty (`--hosts ''`), not None (no --hosts): never every host."""
+    from pathlib import Path
+
+    from roadie import paths
+
+    monkeypatch.setattr(paths, "INVENTORIES", Path(__file__).resolve().parents[1] / "fleet" / "inventories")
+    with pytest.raises(BadInput):
+        disk.check("mini", names, 5, "200M")
+    assert [h.name for h in disk.check("mini", None, 5, "200M")] == ["mini-1", "mini-2", "mini-3"]
+
+
+@pytest.mark.parametrize(("value", "names"), [
+    (None, None), ("catalog", ["catalog"]), ("catalog, db-1", ["catalog", "db-1"]), (" lb-1 ,", ["lb-1"]),
+    ("", BadInput), (",", BadInput), (" , ", BadInput),
+])
+def test_a_selection_given_empty_is_bad_input_and_none_is_every_host(value, names):
+    from roadie.ops import common
+
+    if names is BadInput:
+        with pytest.raises(BadInput, match="^--hosts is empty: .*nothing was changed"):
+            common.selection(value, "--hosts")
+    else:
+        assert common.selection(value, "--hosts") == names
+
+
 def host(name, *groups):
     return Host(name, "198.18.0.99", groups)
 

@@ -138,11 +138,12 @@ def logs(ctx, tier, since, lines, grep, follow):
     from roadie.ops import common, remote
     from roadie.ops import logs as lg
 
+    names = common.selection(tier, "TIER")  # '' is refused before anything is read
     lg.check(lines, grep, since)
     out = output.of(ctx)
     stack, inv = model.load(), inventory.load(ctx.obj.env)
     remote.require_ssh(inv, "logs")
-    hosts = common.select(inv, tier)
+    hosts = common.select(inv, names)
     width = max(len(h.name) for h in hosts)
     by_units: dict[tuple, list] = {}
     for h in hosts:
@@ -190,7 +191,8 @@ def logs(ctx, tier, since, lines, grep, follow):
 
 @ops.command("disk")
 @click.argument("action", required=False, type=click.Choice(["clean"]))
-@click.option("--hosts", "selection", help="Groups or hosts, comma-separated (default: every host).")
+@click.option("--hosts", "selection",
+              help="Groups or hosts, comma-separated (default: every host; given empty: refused).")
 @click.option("--keep", type=int, default=5, show_default=True, help="clean: releases kept per service.")
 @click.option("--journal-size", default="200M", show_default=True, help="clean: journals vacuumed to this size.")
 @_change_options
@@ -202,8 +204,8 @@ def disk_(ctx, action, selection, keep, journal_size, message, plan_only, yes):
     from roadie.ops import disk as dk
 
     out = output.of(ctx)
-    names = selection.split(",") if selection else None
-    if names:
+    names = common.selection(selection, "--hosts")  # None: every host; given empty: refused, nothing read
+    if names is not None:
         common.select(inventory.load(ctx.obj.env), names)  # unknown names refused first
     if action is None:
         usage = dk.usage(ctx.obj.env, names)
@@ -249,10 +251,11 @@ def exec_(ctx, group, command, timeout, message, plan_only, yes):
     from roadie.ops import common, execute, remote
 
     out = output.of(ctx)
+    names = common.selection(group, "GROUP")  # '' is refused before anything is read
     line = execute.command_line(command)
     inv = inventory.load(ctx.obj.env)
     remote.require_ssh(inv, "exec")
-    hosts = common.select(inv, group)
+    hosts = common.select(inv, names)
     if plan_only:
         out.result({"plan": True, "group": group, "hosts": [h.name for h in hosts], "command": line},
                    f"would run on {', '.join(h.name for h in hosts)}: {line}")

@@ -18,7 +18,8 @@ def _setter(attr: str):
 
 
 def output(f):
-    """Add --output to a subcommand (it changes ctx.obj, not the command's arguments)."""
+    """Add --output to a subcommand (it changes ctx.obj, not the command's arguments); alone, for the
+    commands that work on no environment (infra, release build/verify, local image: README says so)."""
     return click.option("--output", type=click.Choice(["text", "json"]), default=None, expose_value=False,
                         callback=_setter("output"), help="Same as roadie --output.")(f)
 

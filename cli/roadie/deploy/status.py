@@ -26,6 +26,13 @@ def _maintenance_view(inv, transport, stack) -> dict:
         return {"*": f"unknown: {exc.message}"}
 
 
+def unreachable_facts(exc: OperationFailed) -> dict:
+    """What a host that does not answer reports: no releases known, its whole error apart (the table shows
+    it under the rows; `active` keeps the "unreachable: ..." that health reads)."""
+    return {"current": None, "previous": None, "releases": [], "active": f"unreachable: {exc.message}",
+            "error": exc.message}
+
+
 def collect(env: str) -> dict:
     stack = model.load()
     inv = inventory.load(env)
@@ -37,9 +44,9 @@ def collect(env: str) -> dict:
         for svc in stack.services.values():
             hosts = inv.group(svc.group)
             deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer)
-            facts = engine.host_facts(deps, list(deps.hosts), unreachable=lambda exc: {
-                "current": None, "previous": None, "releases": [], "active": f"unreachable: {exc.message}"})
-            rows = [{"host": n, **{k: f.get(k) for k in ("current", "previous", "releases", "active")}}
+            facts = engine.host_facts(deps, list(deps.hosts), unreachable=unreachable_facts)
+            rows = [{"host": n, **{k: f.get(k) for k in ("current", "previous", "releases", "active")},
+                     **({"error": f["error"]} if "error" in f else {})}
                     for n, f in facts.items()]
             view = _balancer_view(balancer, svc.backend)
             for r in rows:

@@ -79,3 +79,46 @@ class RolloutView:
         for (name, moves, state, spent), row in zip(self.rows(), self.hosts.values(), strict=True):
             t.add_row(name, moves, state, spent, style=row.style)
         return Group(t, Text(self.summary(), style="bold"))
+
+
+# -- `roadie status` as a table: one line per host ---------------------------------------------------------------
+
+RELEASES_SHOWN = 3  # the newest releases named in a host's cell; `--output json` has them all
+
+
+def newest_first(releases: list[str]) -> list[str]:
+    """Releases by SemVer precedence, newest first (the host lists them by name: 1.10.0 before 1.9.0);
+    a name that is no version goes last, as listed."""
+    import semver
+
+    def key(name: str):
+        try:
+            return (1, semver.Version.parse(name))
+        except (ValueError, TypeError):
+            return (0, semver.Version(0))
+
+    return sorted(releases, key=key, reverse=True)
+
+
+def releases_cell(releases: list[str], shown: int = RELEASES_SHOWN) -> str:
+    """"7: 1.2.0, 1.1.0, 1.0.1 …": how many releases are on disk and the newest few."""
+    if not releases:
+        return "none"
+    newest = newest_first(releases)
+    return f"{len(newest)}: {', '.join(newest[:shown])}" + (" …" if len(newest) > shown else "")
+
+
+STATUS_COLUMNS = ("host", "version", "previous", "releases", "unit", "balancer")
+
+
+def status_table(hosts: list[dict]) -> tuple[list[tuple], list[str]]:
+    """(rows, notes) of one service's hosts in `roadie status`: a short cell each, so a host is one line;
+    an unreachable host is marked in its row and its error is a note ("catalog-2: <error>") under the table."""
+    rows, notes = [], []
+    for h in hosts:
+        error = h.get("error")
+        if error:
+            notes.append(f"{h['host']}: {error}")
+        rows.append((h["host"], h["current"], h["previous"], "" if error else releases_cell(h["releases"]),
+                     "unreachable" if error else h["active"], h["balancer"]))
+    return rows, notes

@@ -24,6 +24,19 @@ def audit(env: str, operation: str, service: str, started: float, result: str, *
                             "started_at": iso(started), "seconds": round(time.time() - started, 3), **facts})
 
 
+def selection(value: str | None, what: str = "--hosts") -> list[str] | None:
+    """The names of a selection as typed ("catalog, db-1" -> ["catalog", "db-1"]); None when it was not given
+    (every host). Given but naming nothing ('', ',', as an unset $VAR gives) is bad input, never every host;
+    checked before the inventory is read or any host is asked."""
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        out = f", or leave {what} out for every host" if what.startswith("-") else ""
+        raise BadInput(f"{what} is empty: name groups or hosts, comma-separated{out}; nothing was changed.")
+    return names
+
+
 def select(inv: inventory.Inventory, names: list[str] | tuple[str, ...] | str) -> list[inventory.Host]:
     """Hosts of groups or host names ("catalog", "db-1", "catalog,db-1"); empty or unknown is bad input."""
     if isinstance(names, str):

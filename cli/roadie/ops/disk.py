@@ -85,13 +85,13 @@ def check(env: str, names: list[str] | None, keep: int, journal_size: str) -> li
         raise BadInput("--keep must be at least 2: `current` and `previous` always stay.")
     check_bound(journal_size)
     inv = inventory.load(env)
-    return common.select(inv, names) if names else list(inv.hosts.values())
+    return common.select(inv, names) if names is not None else list(inv.hosts.values())  # [] is refused
 
 
 def usage(env: str, names: list[str] | None = None, top: int = TOP) -> dict[str, dict]:
     """Per host: mounts and top consumers (or {"error": ...} for a host that did not answer)."""
     inv = inventory.load(env)
-    hosts = common.select(inv, names) if names else list(inv.hosts.values())
+    hosts = common.select(inv, names) if names is not None else list(inv.hosts.values())  # [] is refused
     transport = run.transport_for(inv)
     try:
         return common.on_hosts(hosts, lambda h: parse_usage(transport.run(h, usage_cmd(top), "reading disk usage")))
