@@ -5,6 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Hash-checked locks (pip-compile of pyproject.toml): what roadie needs to run, and the
+# developers' complete set (tests, lint, bench, moto) pinned to the same versions.
+RUNTIME_LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
 ROADIE := $(BIN)/roadie
 PYTEST := $(BIN)/pytest
 DEBS := systemd-container debootstrap apt-cacher-ng openssh-client iproute2 postgresql
@@ -26,9 +30,9 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.stamp: requirements.lock pyproject.toml
+$(VENV)/.stamp: $(RUNTIME_LOCK) $(DEV_LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --require-hashes -r $(RUNTIME_LOCK) -r $(DEV_LOCK)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

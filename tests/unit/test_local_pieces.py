@@ -130,3 +130,15 @@ def test_a_zombie_is_not_alive():
         time.sleep(0.05)  # exited but not yet waited for: a zombie
     assert not procs.alive(child.pid, "zombie-marker")
     child.wait()
+
+
+def test_a_local_fleet_without_moto_is_refused_before_anything_is_made(monkeypatch):
+    import importlib.util
+
+    from roadie.errors import BadInput
+    from roadie.local import helpers
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "moto" else real(name, *a))
+    with pytest.raises(BadInput, match=r"pip install 'roadie\[local\]'"):
+        helpers.require_moto()

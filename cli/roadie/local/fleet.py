@@ -98,6 +98,7 @@ class Fleet:
 
     # -- up ----------------------------------------------------------------
     def up(self, only: list[str] | None = None) -> list[dict]:
+        helpers.require_moto()
         self.check_claim()
         self.state.mkdir(parents=True, exist_ok=True)
         record.claim(self.plan.bridge, self.state)

@@ -10,11 +10,21 @@ from typing import Callable
 
 from roadie import paths, procs
 from roadie.commands import helpers as cmd
-from roadie.errors import OperationFailed
+from roadie.errors import BadInput, OperationFailed
 from roadie.local import image
 from roadie.local.plan import FleetPlan
 
 NAMES = ("apt-cacher-ng", "moto")
+
+
+def require_moto() -> None:
+    """The local environment's AWS API is moto's server, which an operator's install (the runtime lock alone)
+    lacks: refused in one line before anything of the fleet is made."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None:
+        raise BadInput("The local environment runs moto's server as its AWS API and this install has no moto: "
+                       "pip install 'roadie[local]' (make venv installs it).")
 
 
 def alive(record: dict, name: str) -> bool:
