@@ -45,7 +45,7 @@ demo: deps venv
 	scripts/demo
 
 lint: venv
-	$(BIN)/ruff check cli bench tests infra services
+	$(BIN)/ruff check cli bench tests infra services loadkit
 	$(BIN)/ansible-lint --profile production --offline roles playbooks
 
 test-unit: deps venv

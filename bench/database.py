@@ -36,7 +36,7 @@ import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 
-from roadie.writer import Attempt, Writer, longest_gap
+from loadkit.writer import Attempt, Writer, longest_gap
 
 ENV = "local"
 ROADIE = [sys.executable, "-m", "roadie"]
@@ -132,17 +132,18 @@ class Fleet:
 
     def __init__(self):
         from roadie.db import ops
+        from roadie.environment import Environment
 
-        self.ops = ops
-        self.hosts = {h.name: h for h in ops.db_hosts(ENV)}
-        self.tr = ops.transport(ENV)
+        self.ops, self.environment = ops, Environment.load(ENV)
+        self.hosts = {h.name: h for h in ops.db_hosts(self.environment)}
+        self.tr = self.environment.transport
 
     def run(self, host: str, command: str, what: str) -> str:
         return self.tr.run(self.hosts[host], command, what)
 
     def members(self):
         try:
-            return self.ops.members(ENV, self.tr)[0]
+            return self.ops.members(self.environment, self.tr)[0]
         except Exception:  # noqa: BLE001 - a member down mid-poll: ask again with new connections
             from roadie import transport
 

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from bench import timeline
-from roadie import inventory, loadgen
+from loadkit import loadgen
+from roadie import inventory
 
 ROOT = Path(__file__).resolve().parents[1]
 ROADIE = [sys.executable, "-m", "roadie"]

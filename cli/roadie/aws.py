@@ -24,10 +24,11 @@ def settings(env: str) -> dict:
     }
 
 
-def client(service: str, *, endpoint_url: str | None = None, region: str = "us-east-1"):
+def client(service: str, *, endpoint_url: str | None = None, region: str = "us-east-1", config=None):
+    """A boto3 client; `config`: a botocore Config (the SSM transport's adaptive retries)."""
     import boto3
 
-    kwargs = {"region_name": region}
+    kwargs = {"region_name": region, **({"config": config} if config is not None else {})}
     if endpoint_url:
         # moto accepts any credentials; never let a real key leave for a local endpoint.
         kwargs.update(endpoint_url=endpoint_url,
@@ -36,9 +37,9 @@ def client(service: str, *, endpoint_url: str | None = None, region: str = "us-e
     return boto3.client(service, **kwargs)
 
 
-def env_client(env: str, service: str):
+def env_client(env: str, service: str, config=None):
     s = settings(env)
-    return client(service, endpoint_url=s["endpoint_url"], region=s["region"])
+    return client(service, endpoint_url=s["endpoint_url"], region=s["region"], config=config)
 
 
 def bucket(env: str, kind: str) -> str:

@@ -276,7 +276,7 @@ def targets(selected: list[Host], every: list[Host]) -> list[Target]:
 
 def _iid(h: Host) -> str | None:
     """The host's instance id as the SSM transport reads it, or None."""
-    from roadie.transport_ssm import instance_id
+    from roadie.transport.ssm import instance_id
 
     try:
         return instance_id(h)

@@ -105,6 +105,18 @@ class Context:
         self.env = env
         self.output = output
         self.out = None  # the Output, made on first use (roadie.output.of)
+        self._environment = None
+
+    @property
+    def environment(self):
+        """The Environment of --env (given before or after the subcommand), loaded on first use and closed
+        when the command ends: one inventory read, one transport, one balancer per command."""
+        if self._environment is None or self._environment.name != self.env:
+            from roadie.environment import Environment
+
+            self._environment = Environment.load(self.env)
+            click.get_current_context().find_root().call_on_close(self._environment.close)
+        return self._environment
 
     @property
     def json(self) -> bool:

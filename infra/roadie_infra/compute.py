@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from roadie_infra.settings import APP_TIERS, Settings, Tier
+from roadie_infra.storage import SSM_OUTPUT_PREFIX
 from roadie_infra.tags import asg_tags, tags
 
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
@@ -28,14 +29,17 @@ METADATA = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_res
 #   list    s3:ListBucket: HeadBucket, and a 404 (not 403) for a missing key
 #   write   s3:PutObject on its objects; s3:AbortMultipartUpload under the tier's prefix
 #   delete  s3:DeleteObject under the tier's prefix (barman's retention, `roadie db prune`)
-# Reading SSE-KMS objects needs kms:Decrypt; writing them kms:GenerateDataKey too.
+#   output  s3:PutObject under SSM_OUTPUT_PREFIX only: the SSM agent writes the whole stdout and
+#           stderr of the transport's run_each commands there, with the host's role
+# Reading SSE-KMS objects needs kms:Decrypt; writing them (write, output) kms:GenerateDataKey too.
 BUCKET_ACCESS = {
     # The service fetches tracks (read) and its /healthz asks for the bucket (list); releases
-    # arrive through the artifacts bucket when the transport is SSM.
-    "streaming": {"artifacts": ("read",), "media": ("read", "list")},
-    "catalog": {"artifacts": ("read",)},
+    # arrive through the artifacts bucket when the transport is SSM. Every tier is reached over
+    # SSM, so every tier's agent writes command output (output).
+    "streaming": {"artifacts": ("read", "output"), "media": ("read", "list")},
+    "catalog": {"artifacts": ("read", "output")},
     # barman-cloud: WAL archive, base backups, restores and the retention policy.
-    "database": {"backups": ("read", "list", "write", "delete")},
+    "database": {"artifacts": ("output",), "backups": ("read", "list", "write", "delete")},
 }
 
 
@@ -53,6 +57,9 @@ def tier_policy(tier: str, bucket_arns: dict[str, str], key_arn: str, prefixes: 
         if objects:
             statements.append({"Sid": f"{label}Objects", "Effect": "Allow", "Action": objects,
                                "Resource": f"{arn}/*"})
+        if "output" in modes:
+            statements.append({"Sid": f"{label}Output", "Effect": "Allow", "Action": ["s3:PutObject"],
+                               "Resource": f"{arn}/{SSM_OUTPUT_PREFIX}/*"})
         if "list" in modes:
             statements.append({"Sid": f"{label}List", "Effect": "Allow", "Action": "s3:ListBucket",
                                "Resource": arn})
@@ -62,7 +69,7 @@ def tier_policy(tier: str, bucket_arns: dict[str, str], key_arn: str, prefixes: 
             prefix = prefixes[kind].strip("/")
             statements.append({"Sid": f"{label}Delete", "Effect": "Allow", "Action": undo,
                                "Resource": f"{arn}/{prefix}/*"})
-    writes = any("write" in modes for modes in BUCKET_ACCESS[tier].values())
+    writes = any({"write", "output"} & set(modes) for modes in BUCKET_ACCESS[tier].values())
     statements.append({"Sid": "StorageKey", "Effect": "Allow",
                        "Action": ["kms:Decrypt"] + (["kms:GenerateDataKey"] if writes else []), "Resource": key_arn})
     return {"Version": "2012-10-17", "Statement": statements}

@@ -19,6 +19,13 @@ from roadie_infra.tags import tags
 BUCKET_KINDS = ("media", "artifacts", "backups", "logs")
 # Items of the deploys table expire (lock leases, old journal entries) at this epoch-seconds attribute.
 DEPLOY_TABLE_TTL_ATTRIBUTE = "expires_at"
+# Where the hosts' SSM agents write the whole output of the transport's run_each commands in the
+# artifacts bucket (OutputS3KeyPrefix): roadie.transport.ssm.OUTPUT_PREFIX, copied rather than
+# imported (the program reads only the service model of roadie's package); test_infra_iam.py checks
+# the two agree. The instance roles may write there and nowhere else in the bucket (compute.py).
+SSM_OUTPUT_PREFIX = "roadie-output"
+# roadie reads an output object once, when its command ends; a few days leave time to look at one by hand.
+SSM_OUTPUT_DAYS = 3
 
 
 def deploy_table_name(environment: str) -> str:
@@ -26,7 +33,7 @@ def deploy_table_name(environment: str) -> str:
 
 
 def lifecycle_rules(kind: str, s: Settings) -> list[dict]:
-    """Per-bucket retention: media cools to IA, old versions of backups expire."""
+    """Per-bucket retention: media cools to IA, old versions of backups expire, SSM output goes after a few days."""
     abort = {"id": "abort-incomplete-uploads", "status": "Enabled", "filter": {"prefix": ""},
              "abort_incomplete_multipart_upload": {"days_after_initiation": 7}}
     rules = {
@@ -34,7 +41,12 @@ def lifecycle_rules(kind: str, s: Settings) -> list[dict]:
                    "transitions": [{"days": s.media_infrequent_after_days, "storage_class": "STANDARD_IA"}],
                    "noncurrent_version_expiration": {"noncurrent_days": 30}}],
         "artifacts": [{"id": "expire-old-artifact-versions", "status": "Enabled", "filter": {"prefix": ""},
-                       "noncurrent_version_expiration": {"noncurrent_days": 90}}],
+                       "noncurrent_version_expiration": {"noncurrent_days": 90}},
+                      # The bucket is versioned: expiring makes a delete marker, the version goes a day
+                      # later, and S3 then drops the lone marker. Overlapping rules: the shorter wins.
+                      {"id": "expire-ssm-output", "status": "Enabled", "filter": {"prefix": f"{SSM_OUTPUT_PREFIX}/"},
+                       "expiration": {"days": SSM_OUTPUT_DAYS}, "noncurrent_version_expiration": {"noncurrent_days": 1},
+                       "abort_incomplete_multipart_upload": {"days_after_initiation": 1}}],
         "backups": [{"id": "expire-old-backup-versions", "status": "Enabled", "filter": {"prefix": ""},
                      "noncurrent_version_expiration": {"noncurrent_days": s.backup_retention_days}}],
         "logs": [{"id": "expire-flow-logs", "status": "Enabled", "filter": {"prefix": ""}, "expiration": {"days": 90},

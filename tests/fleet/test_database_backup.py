@@ -182,7 +182,7 @@ def test_live_restore_with_a_wrong_confirmation_changes_nothing(first_backup):
 def test_restore_over_the_live_cluster_undoes_a_mistake_under_load(first_backup):
     """The rows come back on the live leader; clients get the maintenance 503, never an error; the
     cluster ends with its three members streaming, a fresh backup of what was replaced, no lock."""
-    from roadie.loadgen import Load, Target
+    from loadkit.loadgen import Load, Target
 
     lead = leader()
     table, before = _probe_table(lead, "live_probe", 300)

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT, run_roadie
 from tests.fleet.dbkit import PATRONICTL, leader, members, psql
 from tests.fleet.roles_fixtures import HOSTS, TIERS, ssh, wait_for
-from roadie.writer import Writer
+from loadkit.writer import Writer
 
 pytestmark = pytest.mark.fleet
 RESULTS = ROOT / ".roadie" / "results"

@@ -46,9 +46,9 @@ def main_pids(service: str) -> dict[str, int]:
 
 
 def last_audit(service: str, operation: str) -> dict:
-    code, docs, err = roadie_json("audit", "--service", service, "--since", "1h", "--limit", "1000")
+    code, docs, err = roadie_json("audit", "--since", "1h", "--limit", "1000")
     assert code == 0, err
-    return [r for r in docs[-1]["records"] if r["operation"] == operation][0]  # newest first
+    return [r for r in docs[-1]["records"] if r["operation"] == operation and r["service"] == service][0]  # newest
 
 
 @pytest.mark.parametrize("service", ["catalog", "streaming"])

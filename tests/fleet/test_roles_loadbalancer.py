@@ -57,7 +57,7 @@ def stats_credentials() -> dict:
 
 def test_stats_page_on_the_fleet_address_asks_for_credentials():
     status, headers, _ = http(f"http://{LB}:8404/stats")
-    assert status == 401 and "Basic" in headers.get("WWW-Authenticate", "")
+    assert status == 401 and "Basic" in {k.lower(): v for k, v in headers.items()}.get("www-authenticate", "")
     wrong = {"Authorization": "Basic " + base64.b64encode(b"roadie:not-the-password").decode()}
     assert http(f"http://{LB}:8404/stats", wrong)[0] == 401
     status, _, body = http(f"http://{LB}:8404/stats", stats_credentials())

@@ -108,12 +108,68 @@ def test_the_catalog_service_calls_no_aws(table):
 def test_files_are_staged_on_the_service_tiers_from_the_artifacts_bucket(table):
     """The deploy engine stages each release on its service's hosts; through SSM the host fetches it."""
     from roadie import model
-    from roadie.transport_ssm import SSM, TRANSFER_PREFIX
+    from roadie.transport.ssm import SSM, TRANSFER_PREFIX
 
     line = SSM("x", ssm=object(), s3=object(), bucket="ARTIFACTS").fetch_command(f"{TRANSFER_PREFIX}/sha/f", "/tmp/f")
     assert line.startswith("aws s3 cp ") and f"s3://ARTIFACTS/{TRANSFER_PREFIX}/" in line
     staged = {tier for tier in table["roles"] if "s3 cp" in vias(table, tier, "aws-cli")}
     assert staged == {svc.group for svc in model.load().services.values()} == {"streaming", "catalog"}
+
+
+class _RecordingSSM:
+    """Just enough of an SSM client for run_each: records SendCommand, every invocation ends Success."""
+
+    def __init__(self):
+        self.sent: list[dict] = []
+
+    def send_command(self, **params):
+        self.sent.append(params)
+        return {"Command": {"CommandId": f"c{len(self.sent)}"}}
+
+    def get_command_invocation(self, CommandId, InstanceId):  # noqa: N803 (boto3's names)
+        return {"Status": "Success", "ResponseCode": 0, "StandardOutputContent": "ok\n", "StandardErrorContent": ""}
+
+
+def _grants_of(table: dict, tier: str) -> dict[tuple[str, str], set[str]]:
+    """(action, resource) -> the `via`s of the tier's lines that need it."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for line in table["roles"][tier].get("grants") or []:
+        out.setdefault((line["action"], line["resource"]), set()).update(
+            line["via"] if isinstance(line["via"], list) else [line["via"]])
+    return out
+
+
+def test_every_tier_reached_over_ssm_may_write_its_command_output(table):
+    """run_each has the agent write each command's whole output to the artifacts bucket under OUTPUT_PREFIX;
+    the agent writes it with the host's role, so every tier the SSM agent runs on needs PutObject there
+    (and a data key: the bucket is SSE-KMS)."""
+    from roadie.inventory import Host, Inventory
+    from roadie.transport.ssm import OUTPUT_PREFIX, SSM, output_key
+
+    ssm = _RecordingSSM()
+    host = Host("h1", "10.0.0.1", ("catalog",), {"ansible_aws_ssm_instance_id": "i-1"})
+    t = SSM("x", ssm=ssm, s3=object(), bucket="ARTIFACTS", inventory=Inventory("x", {}), sleep=lambda _s: None)
+    assert t.run_each([host], "true", "checking")["h1"].exit == 0
+    (sent,) = ssm.sent
+    assert (sent["OutputS3BucketName"], sent["OutputS3KeyPrefix"]) == ("ARTIFACTS", OUTPUT_PREFIX)
+    assert output_key("c1", "i-1", "stdout").startswith(f"{OUTPUT_PREFIX}/")
+
+    agent = {tier for tier, role in table["roles"].items()
+             if any(m["via"] == "ssm-agent" for m in role.get("managed_policies") or [])}
+    assert agent == {"streaming", "catalog", "database"}
+    for tier in sorted(agent):
+        grants = _grants_of(table, tier)
+        for need in (("s3:PutObject", f"bucket:artifacts/{OUTPUT_PREFIX}/*"), ("kms:GenerateDataKey", "key:storage")):
+            assert "ssm-agent run-command output" in grants.get(need, set()), (
+                f"iam_needs.yaml: {tier} has no `ssm-agent run-command output` line for {need[0]} on {need[1]}")
+
+
+def test_the_program_confines_command_output_to_the_transports_prefix():
+    """The program's copy of the prefix (infra does not import the transport) is the transport's."""
+    from roadie.transport.ssm import OUTPUT_PREFIX
+    from roadie_infra import storage
+
+    assert getattr(storage, "SSM_OUTPUT_PREFIX", None) == OUTPUT_PREFIX
 
 
 def test_no_grant_is_unused(table):
@@ -154,6 +210,12 @@ def _widen(action: str):
     return edit
 
 
+def _drop_statement(tier: str, sid: str):
+    def edit(statements):
+        statements[:] = [s for s in statements if s["Sid"] != sid]
+    return _edit_policy(tier, edit)
+
+
 def _drop_line(tier: str, action: str, resource: str):
     def plant(_b, t):
         role = t["roles"][tier]
@@ -180,6 +242,14 @@ PLANTED = {
         _edit_policy("database", _drop_action("s3:DeleteObject")),
         [f"database: missing s3:DeleteObject on bucket:backups/{{backup_prefix}}/* "
          f"(arn:aws:s3:::roadie-dev-backups/{PREFIX}/*), needed by barman backup-delete"]),
+    "the database's agent may not write command output": (
+        _drop_statement("database", "ArtifactsOutput"),
+        ["database: missing s3:PutObject on bucket:artifacts/roadie-output/* "
+         "(arn:aws:s3:::roadie-dev-artifacts/roadie-output/*), needed by ssm-agent run-command output"]),
+    "command output written to the whole artifacts bucket": (
+        _edit_policy("catalog", _widen("s3:PutObject")),
+        ["catalog: missing s3:PutObject on bucket:artifacts/roadie-output/*",
+         "catalog: extra grant s3:PutObject on bucket:artifacts/* (arn:aws:s3:::roadie-dev-artifacts/*)"]),
     "streaming may write media": (
         _edit_policy("streaming", lambda sts: next(s for s in sts if s["Sid"] == "MediaObjects")["Action"].append(
             "s3:PutObject")),

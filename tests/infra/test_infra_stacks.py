@@ -324,25 +324,57 @@ def test_lifecycle_rules(built, settings_of):
     assert backups["noncurrentVersionExpiration"]["noncurrentDays"] == s.backup_retention_days
 
 
+def test_ssm_command_output_expires_after_a_few_days(built, settings_of):
+    """The agents' copies of run_each's output (the transport's OUTPUT_PREFIX) are read once, when the
+    command ends: they go after a few days, old versions and delete markers included (the bucket is
+    versioned), while releases and staged files keep the artifacts bucket's own rules."""
+    from roadie.transport.ssm import OUTPUT_PREFIX
+
+    s = settings_of(built.stack)
+    rules = {b["inputs"]["bucket"]: b["inputs"]["rules"] for b in built.of("BucketLifecycleConfiguration")}
+    artifacts = rules[f"{s.bucket_prefix}-artifacts"]
+    output = [r for r in artifacts if r["filter"].get("prefix") == f"{OUTPUT_PREFIX}/"]
+    assert len(output) == 1, f"no lifecycle rule on the artifacts bucket for {OUTPUT_PREFIX}/: {artifacts}"
+    (rule,) = output
+    assert rule["status"] == "Enabled"
+    assert 1 <= rule["expiration"]["days"] <= 7
+    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] <= 7
+    assert rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"] <= 7
+    # the whole bucket's rules still hold for everything else
+    whole = {r["id"] for r in artifacts if r["filter"].get("prefix") == ""}
+    assert whole == {"expire-old-artifact-versions", "abort-incomplete-uploads"}
+    assert all("expiration" not in r for r in artifacts if r["filter"].get("prefix") == "")
+
+
+def _bucket_keys(resource: str) -> str:
+    """arn:aws:s3:::roadie-dev-artifacts/roadie-output/* -> artifacts/roadie-output/* (the kind, then the keys)."""
+    bucket, _, keys = resource.split(":::", 1)[1].partition("/")
+    return f"{bucket.rsplit('-', 1)[1]}/{keys}"
+
+
 @pytest.mark.parametrize("tier, readable, writable", [
-    ("streaming", {"artifacts", "media"}, set()),
-    ("catalog", {"artifacts"}, set()),
-    ("database", {"backups"}, {"backups"}),
+    ("streaming", {"artifacts/*", "media/*"}, {"artifacts/roadie-output/*"}),
+    ("catalog", {"artifacts/*"}, {"artifacts/roadie-output/*"}),
+    ("database", {"backups/*"}, {"backups/*", "artifacts/roadie-output/*"}),
 ])
 def test_instance_roles_are_least_privilege(built, tier, readable, writable):
+    """Which objects each tier may read and write, by bucket and keys: the SSM agent's output only under
+    the transport's prefix (roadie-output/*), never over releases or another tier's files."""
     env = {"dev": "dev", "staging": "staging", "prod": "production"}[built.stack]
     policy = next(p for p in built.of("RolePolicy") if p["name"] == f"compute-{tier}-access")
     doc = json.loads(policy["inputs"]["policy"])
-    objects = {}
+    reads, writes = set(), set()
     for st in doc["Statement"]:
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         assert st["Resource"] != "*" and not any(a.endswith(":*") for a in actions)
         if "s3:GetObject" in actions:
-            objects[st["Resource"].split(":::")[1].rsplit("-", 1)[1].removesuffix("/*")] = actions
+            reads.add(_bucket_keys(st["Resource"]))
+        if "s3:PutObject" in actions:
+            writes.add(_bucket_keys(st["Resource"]))
         if any(a.startswith("ssm:") for a in actions):
             assert st["Resource"].endswith(f":parameter/roadie/{env}/{tier}/*")
-    assert set(objects) == readable
-    assert {k for k, a in objects.items() if "s3:PutObject" in a} == writable
+    assert reads == readable
+    assert writes == writable
 
 
 def test_every_taggable_resource_is_tagged(built):

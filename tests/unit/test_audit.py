@@ -14,7 +14,8 @@ from unittest import mock
 import pytest
 from click.testing import CliRunner
 
-from roadie.deploy import audit, run, table
+from roadie.environment import Environment
+from roadie.state import audit, table
 from roadie.main import main
 from tests import awsestate
 
@@ -69,7 +70,7 @@ def cli(monkeypatch, history):
     """`roadie ARGS` in process, its deploys table the history's."""
     monkeypatch.delenv("ROADIE_ENV", raising=False)
     monkeypatch.delenv("ROADIE_OUTPUT", raising=False)
-    monkeypatch.setattr(run, "_state", lambda env: history)
+    monkeypatch.setattr(Environment, "table", lambda self: history)
 
     def invoke(*args):
         return CliRunner().invoke(main, list(args))
@@ -105,9 +106,9 @@ def test_roadie_audit_as_text_is_a_table_newest_first_saying_there_is_more(cli):
 @pytest.mark.parametrize("value", ["0", "-3", "abc", "2.5", "", " ", "1e3", "0x10"])
 @pytest.mark.parametrize("as_json", [False, True])
 def test_a_bad_limit_is_one_error_line_exit_2_and_reads_nothing(cli, monkeypatch, value, as_json):
-    def unread(env):
+    def unread(self):
         raise AssertionError("the deploys table was read")
-    monkeypatch.setattr(run, "_state", unread)
+    monkeypatch.setattr(Environment, "table", unread)
     res = cli(*(["--output", "json"] if as_json else []), "audit", f"--limit={value}")
     assert res.exit_code == 2, res.output
     message = f"--limit must be a positive whole number, not '{value}'."

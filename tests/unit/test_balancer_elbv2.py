@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from roadie.deploy import engine
-from roadie.deploy.balancer_elbv2 import ELBv2
-from roadie.errors import BadInput, OperationFailed
+from roadie.balancer.elbv2 import ELBv2
+from roadie.errors import BadInput
 from roadie.model import Service
 from tests import awsestate
 
@@ -79,14 +79,9 @@ def test_a_host_without_an_instance_id_is_refused(estate):
               client=awsestate.client(estate.endpoint, "elbv2"))
 
 
-def test_weights_are_refused(estate):
-    with pytest.raises(OperationFailed, match="no per-target weight"):
-        balancer(estate).weight("catalog", estate.hosts["catalog"][0].name, "50%")
-
-
 def test_an_elbv2_inventory_chooses_it_and_the_target_groups_delay_bounds_the_drain_wait(estate, monkeypatch):
+    from roadie import balancer as registry
     from roadie import model
-    from roadie.deploy import run
     from roadie.inventory import Host, Inventory
 
     hosts = {h.name: Host(h.name, h.address, h.groups, {**h.vars, "roadie_balancer": "elbv2"})
@@ -94,6 +89,6 @@ def test_an_elbv2_inventory_chooses_it_and_the_target_groups_delay_bounds_the_dr
     inv = Inventory(env=estate.env, hosts=hosts)
     monkeypatch.setattr("roadie.aws.settings", lambda env: {"endpoint_url": estate.endpoint, "region": "us-east-1",
                                                             "buckets": {}})
-    b = run.balancer_for(inv, None, model.load())
+    b = registry.for_inventory(inv, None, model.load())
     assert b.kind == "elbv2" and b.ids == {n: h.vars["ansible_aws_ssm_instance_id"] for n, h in hosts.items()}
     assert b.drain_seconds("catalog") == 45

@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.database import accuracy, pick_target, spread  # noqa: E402
-from roadie.writer import Attempt, longest_gap  # noqa: E402
+from loadkit.writer import Attempt, longest_gap  # noqa: E402
 
 
 @pytest.mark.parametrize(("times", "since", "gap"), [

@@ -123,14 +123,15 @@ def test_an_operation_failure_under_output_json_is_exit_1(run, monkeypatch):
 ])
 def test_an_empty_selection_in_a_real_inventory_is_refused_before_any_host_is_asked(run, monkeypatch, args):
     """With an inventory to fall back on, '' must still not mean every host of it."""
-    from roadie.deploy import run as deploy_run
-    from roadie.ops import remote
+    from roadie.environment import Environment
+    from roadie.transport import ssh, ssm
 
     def asked(*a, **k):
         raise AssertionError("a host, balancer or lock was asked")
-    for name in ("transport_for", "lock_for", "balancer_for"):
-        monkeypatch.setattr(deploy_run, name, asked)
-    monkeypatch.setattr(remote, "Fanout", asked)
+    for name in ("transport", "balancer"):
+        monkeypatch.setattr(Environment, name, property(asked))
+    monkeypatch.setattr(Environment, "lock", asked)
+    monkeypatch.setattr(ssh.SSH, "run_each", asked) or monkeypatch.setattr(ssm.SSM, "run_each", asked)
     res = run(*args, "--env", "mini")
     assert res.exit_code == 2, (res.output, res.exception)
     assert res.stderr.startswith("Error: ") and res.stderr.count("\n") == 1 and " is empty: " in res.stderr

@@ -220,10 +220,12 @@ def _render(role: str, template: str, name: str) -> dict:
         "dest": f"{{{{ probe_out }}}}/{{{{ inventory_hostname }}}}/{name}"}, "tags": [PROBE_TAG]}
 
 
-def _play(hosts: str, role: str, tasks: list[dict]) -> dict:
-    # The role's own tasks are skipped (--tags): only its defaults and argument checks apply.
-    return {"name": f"Probe {role}", "hosts": hosts, "connection": "local", "gather_facts": False,
-            "roles": [role], "tasks": [{"name": "Output directory", "ansible.builtin.file": {
+def _play(hosts: str, role: str | list[str], tasks: list[dict], play_vars: dict | None = None) -> dict:
+    # The roles' own tasks are skipped (--tags): only their defaults and argument checks apply.
+    # play_vars as in playbooks/TIER.yml (app_service_name, which names the service of the model).
+    roles = [role] if isinstance(role, str) else role
+    return {"name": f"Probe {' '.join(roles)}", "hosts": hosts, "connection": "local", "gather_facts": False,
+            "vars": play_vars or {}, "roles": roles, "tasks": [{"name": "Output directory", "ansible.builtin.file": {
                 "path": "{{ probe_out }}/{{ inventory_hostname }}", "state": "directory"}, "tags": [PROBE_TAG]},
                 *tasks]}
 
@@ -243,9 +245,12 @@ PROBE = [
     _play("database", "database", [_render("database", "etc/patroni/config.yml.j2", "patroni.yml"),
                                    _render("database", "etc/default/etcd.j2", "etcd.env"),
                                    _render("database", "etc/roadie/barman.env.j2", "barman.env")]),
-    _play("catalog", "catalog", [_render("catalog", "srv/catalog/shared/catalog.env.j2", "catalog.env")]),
-    _play("streaming", "streaming", [_render("streaming", "etc/nginx/nginx.conf.j2", "nginx.conf"),
-                                     _render("streaming", "srv/streaming/shared/streaming.env.j2", "streaming.env")]),
+    _play("catalog", "app_service", [_render("app_service", "srv/SERVICE/shared/SERVICE.env.j2", "catalog.env")],
+          {"app_service_name": "catalog"}),
+    _play("streaming", ["app_service", "streaming_edge"],
+          [_render("streaming_edge", "etc/nginx/nginx.conf.j2", "nginx.conf"),
+           _render("app_service", "srv/SERVICE/shared/SERVICE.env.j2", "streaming.env")],
+          {"app_service_name": "streaming"}),
     _play("loadbalancer", "loadbalancer", [_render("loadbalancer", "etc/haproxy/haproxy.cfg.j2", "haproxy.cfg")]),
 ]
 
@@ -520,8 +525,8 @@ PLANTED = {
         lambda w: {"aws": pulumi_facts("dev", _tier("dev", "catalog", healthCheckGracePeriod=120))},
         ["catalog: the ASG replaces instances on ELB health after a 120 s grace period; bootstrap (600 s) + "
          "2 checks x 10 s need 620 s"]),
-    "role-streaming_http_port-override": (
-        lambda w: {"hosts": ansible_facts(w, _inventory_copy(w, "streaming", {"streaming_http_port": 8000}))},
+    "role-streaming_edge_http_port-override": (
+        lambda w: {"hosts": ansible_facts(w, _inventory_copy(w, "streaming", {"streaming_edge_http_port": 8000}))},
         ["streaming: the ALB target group sends to port 80, the role makes streaming-1 listen on 8000",
          "streaming: HAProxy sends to streaming-1:80, the role makes it listen on 8000",
          "streaming: streaming-1's firewall does not admit port 8000 from the balancer"]),
@@ -529,8 +534,12 @@ PLANTED = {
     "alb-checks-/version": (
         lambda w: {"aws": pulumi_facts("dev", stack_file=_model_copy(w, **{"catalog.health_path": "/version"}))},
         ["catalog: the ALB target group checks /version, which answers 200 even when the service cannot serve"]),
-    "role-catalog_port-override": (
-        lambda w: {"hosts": ansible_facts(w, _inventory_copy(w, "catalog", {"catalog_port": 9090}))},
+    "role-app_service_port-override-behind-nginx": (
+        lambda w: {"hosts": ansible_facts(w, _inventory_copy(w, "streaming", {"app_service_port": 9000}))},
+        ["streaming: nginx on streaming-1 proxies to port 8081, the app binds 9000",
+         "streaming: nginx on streaming-2 proxies to port 8081, the app binds 9000"]),
+    "role-app_service_port-override": (
+        lambda w: {"hosts": ansible_facts(w, _inventory_copy(w, "catalog", {"app_service_port": 9090}))},
         ["catalog: the ALB target group sends to port 8080, the role makes catalog-1 listen on 9090",
          "catalog: catalog-2's firewall does not admit port 9090 from the balancer"]),
     "service-drops-/healthz": (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -102,7 +103,6 @@ def test_every_undo_runs_even_when_one_fails(monkeypatch):
     both locks are released and the connections closed, and the failure is not hidden."""
     from roadie import inventory
     from roadie.db import backups, ops, restore_live
-    from roadie.deploy import run as deploy_run
     from roadie.errors import OperationFailed
     from roadie.ops import maintenance
 
@@ -135,19 +135,18 @@ def test_every_undo_runs_even_when_one_fails(monkeypatch):
         return {"was_on": False}
 
     hosts = [inventory.Host(n, f"198.18.0.{i}", ("database",)) for i, n in enumerate(("db-1", "db-2"), 15)]
-    monkeypatch.setattr(ops, "transport", lambda env: Transport())
+    environment = SimpleNamespace(name="local", transport=Transport(), lock=lambda service: Lock(service))
     monkeypatch.setattr(ops, "db_hosts", lambda env: hosts)
-    monkeypatch.setattr(deploy_run, "lock_for", lambda env, service: Lock(service))
     monkeypatch.setattr(backups, "backup", lambda env, opts: {"backup_id": "B", "size": 1, "seconds": 1})
     monkeypatch.setattr(maintenance, "switch", switch)
     plan = {"on": "db-1", "standbys": ["db-2"], "target_time": None, "stamp": "20261123T120000",
             "clients": ["catalog", "streaming"], "backup_id": "A"}
     with pytest.raises(OperationFailed, match="the balancer did not answer") as failed:
-        restore_live.run("local", plan, lambda line: None)
+        restore_live.run(environment, plan, lambda line: None)
     assert "Patroni answered 500" in str(failed.value.__context__)
     assert done == ["locked catalog", "locked streaming", "maintenance on catalog", "maintenance on streaming",
                     "maintenance off streaming", "maintenance off catalog", "released streaming",
-                    "released catalog", "closed"]
+                    "released catalog"]  # the connections are the environment's, closed when the command ends
 
 
 @pytest.mark.parametrize(("audit", "expected"), [
@@ -172,7 +171,7 @@ def test_a_finished_restore_is_audited_with_each_tables_rows(monkeypatch, audit,
     monkeypatch.setattr(db_cli, "_audit", lambda env, doc: records.append(doc))
     done = {"backup_id": "20261123T120000", "target_time": None, "on": "db-2",
             "tables": {"tracks": {"rows": 300, "md5": "abc"}}}
-    db_cli._restored(Out(), "local", done, audit, "restored")
+    db_cli._restored(Out(), SimpleNamespace(name="local"), done, audit, "restored")
     assert records == [{"operation": "db.restore", "result": "ok", "backup_id": "20261123T120000",
                         "target_time": None, "on": "db-2", "tables": {"tracks": 300}, **expected}]
     assert shown == ["restored", [("tracks", 300, "abc")]]

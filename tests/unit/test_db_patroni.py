@@ -80,12 +80,13 @@ def test_commands_ask_the_given_port_else_the_models(make, path, method, port, e
 
 
 def test_one_transport_serves_every_read_of_a_command(monkeypatch):
-    """`db status` and a backup's plan ask the same hosts several times: one transport (one SSH
-    handshake per host), not one per read, and it is closed at exit."""
+    """`db status` and a backup's plan ask the same hosts several times: one transport per command (one SSH
+    handshake per host), not one per read, and it is closed when the command's environment closes."""
     import json
 
+    from roadie import transport
     from roadie.db import backups, ops
-    from roadie.deploy import run as deploy_run
+    from roadie.environment import Environment
 
     made, closed = [], []
 
@@ -96,14 +97,10 @@ def test_one_transport_serves_every_read_of_a_command(monkeypatch):
         def close(self):
             closed.append(self)
 
-    monkeypatch.setattr(deploy_run, "transport_for", lambda inv: made.append(Transport()) or made[-1])
-    monkeypatch.setattr(ops.atexit, "register", lambda fn: closed.append(fn))
-    ops.transport.cache_clear()
-    try:
-        assert ops.status("local")["leader"] == "db-1"
-        assert backups.plan_backup("local")["on"] == "db-1"
-        ops.members("local")
-    finally:
-        ops.transport.cache_clear()
-    assert len(made) == 1
-    assert closed == [made[0].close]  # registered to close at exit
+    monkeypatch.setattr(transport, "for_env", lambda env, kind: made.append(Transport()) or made[-1])
+    with Environment.load("local") as environment:
+        assert ops.status(environment)["leader"] == "db-1"
+        assert backups.plan_backup(environment)["on"] == "db-1"
+        ops.members(environment)
+        assert len(made) == 1 and closed == []
+    assert closed == made  # closed with the environment

@@ -26,7 +26,7 @@ DEV_LOCK = ROOT / "requirements-dev.lock"
 
 # Code that runs from an operator's venv, and code only developers run.
 RUNTIME_SOURCES = [ROOT / "cli" / "roadie", ROOT / "infra", ROOT / "fabfile.py", ROOT / "filter_plugins"]
-DEV_SOURCES = [ROOT / "tests", ROOT / "bench"]
+DEV_SOURCES = [ROOT / "tests", ROOT / "bench", ROOT / "loadkit"]
 # Where roadie's own top-level modules live (sys.path entries of the CLI, the Pulumi programs, the tests).
 LOCAL_ROOTS = [ROOT, ROOT / "cli", ROOT / "infra", ROOT / "infra" / "policies", ROOT / "tests",
                ROOT / "tests" / "infra", *(p for p in (ROOT / "services").iterdir() if p.is_dir())]

@@ -17,8 +17,10 @@ import pytest
 
 from roadie import aws, inventory
 from roadie.commands import release_host as cmd
-from roadie.deploy import audit, run
+from roadie.deploy import run
+from roadie.state import audit
 from roadie.inventory import Host, Inventory
+from roadie.environment import Environment
 from tests import awsestate
 
 SERVICE = "catalog"
@@ -116,7 +118,8 @@ def aws_env(moto_endpoint, monkeypatch, tmp_path):
 
 def deploy(estate, source, batch="2"):
     events = []
-    prepared = run.prepare(estate.env, SERVICE, "2.0.0", run.Options(batch=batch), "deploy", events.append,
+    prepared = run.prepare(Environment.load(estate.env), SERVICE, "2.0.0", run.Options(batch=batch), "deploy",
+                           events.append,
                            artifact_source=source)
     return prepared, run.execute(prepared), events
 
@@ -147,10 +150,10 @@ def test_a_deploy_on_aws_runs_the_same_engine_through_ssm_and_the_target_group(a
     elb = awsestate.client(estate.endpoint, "elbv2")
     health = elb.describe_target_health(TargetGroupArn=estate.target_groups[SERVICE])["TargetHealthDescriptions"]
     assert sorted(t["TargetHealth"]["State"] for t in health) == ["healthy"] * 4
-    ddb, table = run._state(estate.env)
+    ddb, table = Environment.load(estate.env).table()
     records = audit.query(ddb, table, estate.env, service=SERVICE)
     assert [(r["operation"], r["result"]) for r in records] == [("deploy", "ok")]
-    assert run.lock_for(estate.env, SERVICE).holder() is None
+    assert Environment.load(estate.env).lock(SERVICE).holder() is None
 
 
 def test_an_unhealthy_release_on_aws_is_put_back_and_re_registered(aws_env):

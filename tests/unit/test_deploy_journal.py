@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from roadie.deploy import journal, run
+from roadie.deploy import run
+from roadie.state import journal
 from roadie.errors import BadInput
 from roadie.events import event
+from roadie.environment import Environment
 from tests import awsestate
 from tests.unit.test_deploy_aws import SERVICE, aws_env, deploy  # noqa: F401 (aws_env is a fixture)
 
@@ -49,7 +51,7 @@ def targets(estate) -> dict[str, str]:
 
 def test_each_hosts_progress_is_in_the_journal_after_the_deploy_dies(died):
     estate, side, _ = died
-    entry = run.journal_for(estate.env, SERVICE).read()
+    entry = Environment.load(estate.env).journal(SERVICE).read()
     names = [h.name for h in estate.hosts[SERVICE]]
     assert (entry.operation, entry.version) == ("deploy", "2.0.0")
     # batch 2: the first died while switching; the second got as far as healthy, never re-enabled
@@ -61,29 +63,31 @@ def test_each_hosts_progress_is_in_the_journal_after_the_deploy_dies(died):
 
 def test_resume_settles_the_drained_hosts_and_finishes_to_the_version(died):
     estate, side, source = died
-    entry = run.journal_for(estate.env, SERVICE).read()
+    entry = Environment.load(estate.env).journal(SERVICE).read()
     events = []
-    prepared = run.prepare(estate.env, SERVICE, "2.0.0", run.Options(batch="2"), "deploy", events.append,
+    prepared = run.prepare(Environment.load(estate.env), SERVICE, "2.0.0", run.Options(batch="2"), "deploy",
+                           events.append,
                            artifact_source=source)
     assert sorted(run.settle(prepared, entry)) == sorted(entry.unsettled())
     assert set(targets(estate).values()) == {"healthy"}  # nobody left drained, before anything moves again
-    assert run.journal_for(estate.env, SERVICE).read() is None
-    from roadie.deploy import audit
+    assert Environment.load(estate.env).journal(SERVICE).read() is None
+    from roadie.state import audit
 
-    ddb, table = run._state(estate.env)
+    ddb, table = Environment.load(estate.env).table()
     settled = [r for r in audit.query(ddb, table, estate.env, service=SERVICE) if r["operation"] == "settle"]
     assert [sorted(r["settled"]) for r in settled] == [sorted(entry.unsettled())]  # audited, with the journal
     assert settled[0]["journal"]["version"] == "2.0.0"
     outcome = run.execute(prepared)
     assert outcome.result == "ok" and set(side.current.values()) == {"2.0.0"}
     assert set(targets(estate).values()) == {"healthy"}
-    assert run.journal_for(estate.env, SERVICE).read() is None
+    assert Environment.load(estate.env).journal(SERVICE).read() is None
 
 
 def test_rollback_from_the_journal_returns_every_host_to_where_it_was(died):
     estate, side, source = died
-    entry = run.journal_for(estate.env, SERVICE).read()
-    prepared = run.prepare(estate.env, SERVICE, entry.from_versions().pop(), run.Options(batch="2"), "rollback",
+    entry = Environment.load(estate.env).journal(SERVICE).read()
+    prepared = run.prepare(Environment.load(estate.env), SERVICE, entry.from_versions().pop(), run.Options(batch="2"),
+                           "rollback",
                            lambda ev: None, artifact_source=source)
     run.settle(prepared, entry)
     assert run.execute(prepared).result == "ok"
@@ -100,7 +104,7 @@ def test_resume_refuses_nothing_to_resume_and_another_version(entry, version, me
 
 
 def test_steps_come_from_the_engines_events_and_unknown_hosts_are_ignored(moto_endpoint):
-    from roadie.deploy import table
+    from roadie.state import table
 
     ddb = awsestate.client(moto_endpoint, "dynamodb")
     table.ensure(ddb, "roadie-j-deploys", emulated=True)
@@ -135,12 +139,13 @@ def test_the_cli_refuses_a_resume_with_nothing_to_resume_in_one_line(moto_endpoi
 def test_nothing_else_starts_over_an_unsettled_journal(died):
     """A restart or a deploy that skipped the CLI's check must not overwrite the dead deploy's journal."""
     estate, side, source = died
-    prepared = run.prepare(estate.env, SERVICE, "2.0.0", run.Options(batch="2"), "deploy", lambda ev: None,
+    prepared = run.prepare(Environment.load(estate.env), SERVICE, "2.0.0", run.Options(batch="2"), "deploy",
+                           lambda ev: None,
                            artifact_source=source)
     with pytest.raises(BadInput, match="has an unfinished deploy to 2.0.0 by .*--resume"):
         run.execute(prepared)
-    assert run.lock_for(estate.env, SERVICE).holder() is None  # the lock it took is given back
-    assert run.journal_for(estate.env, SERVICE).read().unsettled()  # the journal is still there to resume from
+    assert Environment.load(estate.env).lock(SERVICE).holder() is None  # the lock it took is given back
+    assert Environment.load(estate.env).journal(SERVICE).read().unsettled()  # the journal is still there to resume from
 
 
 class Stingy:
@@ -160,7 +165,7 @@ class Stingy:
 
 
 def test_a_big_journal_is_whole_through_paged_reads_and_unprocessed_writes(moto_endpoint):
-    from roadie.deploy import table
+    from roadie.state import table
 
     ddb = awsestate.client(moto_endpoint, "dynamodb")
     table.ensure(ddb, "roadie-big-deploys", emulated=True)

@@ -10,20 +10,13 @@ import boto3
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from roadie.deploy import audit, table
-from roadie.deploy.lock import Lock
+from roadie.state import audit, table
+from roadie.state.lock import Lock
 from roadie.errors import BadInput
+from roadie.testing import FakeClock
 
 ALICE = {"who": "alice", "machine": "laptop-a", "pid": 11, "ci_run": None}
 BOB = {"who": "bob", "machine": "ci-runner", "pid": 22, "ci_run": "GITHUB_RUN_ID=42"}
-
-
-class Clock:
-    def __init__(self, t: float = 1_800_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -38,7 +31,7 @@ def ddb(moto_endpoint):
 
 def test_a_held_lock_refuses_a_second_deploy_naming_the_holder(ddb):
     client, name = ddb
-    clock = Clock()
+    clock = FakeClock()
     first = Lock(client, name, "local", "catalog", lease=60, clock=clock)
     first.acquire(ALICE, "deploy", "ship 2.0.0")
     second = Lock(client, name, "local", "catalog", lease=60, clock=clock)
@@ -53,14 +46,14 @@ def test_a_held_lock_refuses_a_second_deploy_naming_the_holder(ddb):
 
 def test_a_lapsed_lease_can_be_taken_and_the_old_holder_cannot_renew_or_release(ddb):
     client, name = ddb
-    clock = Clock()
+    clock = FakeClock()
     dead = Lock(client, name, "local", "catalog", lease=60, clock=clock)
     dead.acquire(ALICE, "deploy")
-    clock.t += 30
+    clock.advance(30)
     assert dead.renew()  # renewing moves the lease forward
-    clock.t += 61
+    clock.advance(61)
     with pytest.raises(BadInput):  # still within the renewed lease
-        Lock(client, name, "local", "catalog", lease=60, clock=Clock(clock.t - 31)).acquire(BOB, "deploy")
+        Lock(client, name, "local", "catalog", lease=60, clock=FakeClock(clock() - 31)).acquire(BOB, "deploy")
     new = Lock(client, name, "local", "catalog", lease=60, clock=clock)
     new.acquire(BOB, "deploy")  # 91 s after a 60 s lease renewed at 30 s: lapsed
     assert not dead.renew() and dead.lost

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from roadie.cli.deploy import _nothing_left
+from roadie.deploy.resume import nothing_left as _nothing_left
 from roadie.commands.haproxy import Server
-from roadie.deploy.journal import Entry
+from roadie.state.journal import Entry
 from roadie.errors import BadInput
 
 HOSTS = ("catalog-1", "catalog-2")

@@ -12,6 +12,7 @@ import pytest
 from roadie import inventory
 from roadie.deploy import preflight, run
 from roadie.errors import BadInput
+from roadie.environment import Environment
 from tests.unit.test_deploy_aws import SERVICE, aws_env  # noqa: F401 (a fixture)
 
 
@@ -105,7 +106,7 @@ def test_prepare_reads_alongside_and_reports_the_facts_first(aws_env, facts_fail
     estate, side, source = aws_env
     if facts_fail:
         fail_facts(side)
-    prepare = lambda: run.prepare(estate.env, SERVICE, "2.0.0", run.Options(batch="2"), "deploy",  # noqa: E731
+    prepare = lambda: run.prepare(Environment.load(estate.env), SERVICE, "2.0.0", run.Options(batch="2"), "deploy",  # noqa: E731
                                   lambda ev: None, artifact_source=source, alongside=alongside)
     if error:
         with pytest.raises(BadInput, match=error):
@@ -124,7 +125,7 @@ def test_the_published_checksum_read_early_counts_only_when_a_host_needs_the_art
     if unpacked:
         for releases in side.releases.values():
             releases.append("2.0.0")
-    deploy = lambda: run.prepare(estate.env, SERVICE, "2.0.0", run.Options(batch="2"), "deploy",  # noqa: E731
+    deploy = lambda: run.prepare(Environment.load(estate.env), SERVICE, "2.0.0", run.Options(batch="2"), "deploy",  # noqa: E731
                                  lambda ev: None)
     if error:
         with pytest.raises(BadInput, match=error):

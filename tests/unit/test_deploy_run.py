@@ -6,7 +6,9 @@ import pytest
 
 from roadie import model
 from roadie.deploy import run
-from roadie.deploy.balancer import HAProxy
+from roadie import balancer
+from roadie.environment import Environment
+from roadie.balancer.haproxy import HAProxy
 from roadie.errors import BadInput
 from roadie.inventory import Host, Inventory
 
@@ -39,66 +41,59 @@ def test_host_selection(only, expected, message):
     svc = model.load().service("catalog")
     if message:
         with pytest.raises(BadInput, match=message):
-            run.tier(inv(), svc, only)
+            run.tier(Environment("test", inv(), model.load()), svc, only)
     else:
-        assert [h.name for h in run.tier(inv(), svc, only)] == expected
+        assert [h.name for h in run.tier(Environment("test", inv(), model.load()), svc, only)] == expected
 
 
 @pytest.mark.parametrize(("kind", "ok"), [(None, True), ("haproxy", True), ("f5", False)])
 def test_the_inventory_chooses_the_balancer(kind, ok):
     stack = model.load()
     if ok:
-        b = run.balancer_for(inv(kind), object(), stack)
+        b = balancer.for_inventory(inv(kind), object(), stack)
         assert isinstance(b, HAProxy) and [h.name for h in b.hosts] == ["lb-1"]
         assert b.socket == stack.loadbalancer.admin_socket
     else:
         with pytest.raises(BadInput, match=f"balancer is '{kind}'"):
-            run.balancer_for(inv(kind), object(), stack)
+            balancer.for_inventory(inv(kind), object(), stack)
 
 
 # -- execute() under a lock whose renewals fail, lapse, or are taken over ------------------------------------------
-# The engine's fake hosts and balancer (test_deploy_engine), the deploys table on moto, and a lock with a lease of
-# seconds instead of a minute (run.lock_for is swapped for one that makes such a lock and keeps it for the test).
+# The engine over roadie.testing's fake hosts and balancer, the deploys table on moto, and a lock with a lease of
+# seconds instead of a minute (Environment.lock is swapped for one that makes such a lock and keeps it for the test).
+
+NAMES = ["catalog-1", "catalog-2", "catalog-3", "catalog-4"]
 
 
 @pytest.fixture
-def deploys(moto_endpoint, monkeypatch):
-    import uuid
-
-    import boto3
-
-    from roadie.deploy import table
-
-    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    name = f"roadie-test-{uuid.uuid4().hex[:8]}-deploys"
-    table.ensure(client, name, emulated=True)
-    monkeypatch.setattr(run, "_state", lambda env: (client, name))
+def deploys(test_environment):
+    client, name, _ = test_environment
     return client, name
 
 
 def short_locks(monkeypatch, client, name, lease: float, under=None) -> list:
-    from roadie.deploy.lock import Lock
+    from roadie.state.lock import Lock
 
     made = []
 
-    def lock_for(env, service, **kw):
-        made.append(Lock(under or client, name, env, service, lease=lease, **kw))
+    def lock_for(environment, service, **kw):
+        made.append(Lock(under or client, name, environment.name, service, lease=lease, **kw))
         return made[-1]
 
-    monkeypatch.setattr(run, "lock_for", lock_for)
+    monkeypatch.setattr(Environment, "lock", lock_for)
     return made
 
 
 def prepared(d, batch: str = "1") -> run.Prepared:
     from roadie.deploy import plan as planner
-    from tests.unit.test_deploy_engine import SVC
+    SVC = d.service  # roadie.testing.service(): the catalog of the tests
 
     current = {n: d.transport.current[n] for n in d.hosts}
     p = planner.build("catalog", "2.0.0", current, batch=batch, min_healthy=SVC.min_healthy, drain_timeout=0)
     facts = {n: {"current": current[n], "previous": d.transport.previous[n], "releases": ["1.0.0", "2.0.0"]}
              for n in d.hosts}
-    return run.Prepared(env="test", operation="deploy", service=SVC, version="2.0.0", plan=p, deps=d, facts=facts,
+    return run.Prepared(environment=Environment.load("test"), operation="deploy", service=SVC, version="2.0.0", plan=p,
+                        deps=d, facts=facts,
                         options=run.Options())
 
 
@@ -106,7 +101,7 @@ def take_over(client, name) -> None:
     """bob's deploy takes the catalog lock: from where it stands the first deploy's lease has lapsed."""
     import time
 
-    from roadie.deploy.lock import Lock
+    from roadie.state.lock import Lock
     from tests.unit.test_deploy_lock import BOB
 
     Lock(client, name, "test", "catalog", clock=lambda: time.time() + 120).acquire(BOB, "deploy", "taking over")
@@ -119,8 +114,8 @@ def drained(lb) -> list[str]:
 def test_renewal_errors_that_recover_within_the_lease_leave_the_deploy_ok_and_nothing_reverted(deploys, monkeypatch):
     import time
 
-    from roadie.deploy import audit
-    from tests.unit.test_deploy_engine import NAMES, deps
+    from roadie.state import audit
+    from roadie.testing import engine_deps as deps
     from tests.unit.test_deploy_lock import Flaky, throttled
 
     client, name = deploys
@@ -135,14 +130,14 @@ def test_renewal_errors_that_recover_within_the_lease_leave_the_deploy_ok_and_no
     assert [r.result for r in outcome.hosts.values()] == ["ok"] * 4
     assert drained(lb) == NAMES and "deploy.revert.started" not in [e.kind for e in events]
     assert [(r["operation"], r["result"]) for r in audit.query(client, name, "test")] == [("deploy", "ok")]
-    assert run.journal_for("test", "catalog").read() is None  # ended: the deploy finished by itself
+    assert Environment.load("test").journal("catalog").read() is None  # ended: the deploy finished by itself
     assert made[0].holder() is None  # released
 
 
 def test_a_lock_taken_over_mid_deploy_stops_at_the_next_batch_and_the_first_deploy_reverts_nothing(
         deploys, monkeypatch):
-    from roadie.deploy import audit
-    from tests.unit.test_deploy_engine import NAMES, deps
+    from roadie.state import audit
+    from roadie.testing import engine_deps as deps
     from tests.unit.test_deploy_lock import wait_for
 
     client, name = deploys
@@ -166,7 +161,7 @@ def test_a_lock_taken_over_mid_deploy_stops_at_the_next_batch_and_the_first_depl
     assert "deploy.revert.started" not in [e.kind for e in events]
     assert not [c for c in hosts.calls if c[1] == "pruning old releases"]
     assert made[0].holder().who == "bob"  # its release left bob's lock alone
-    entry = run.journal_for("test", "catalog").read()  # not ended: bob settles from it (--resume or rollback)
+    entry = Environment.load("test").journal("catalog").read()  # not ended: bob settles from it (--resume or rollback)
     assert entry is not None and entry.moves["catalog-3"]["step"] == "planned"
     assert entry.moves["catalog-2"]["step"] in ("draining", "drained", "switched")  # nothing written after the loss
     [record] = audit.query(client, name, "test")
@@ -179,7 +174,7 @@ def test_a_lock_taken_over_mid_deploy_stops_at_the_next_batch_and_the_first_depl
 def test_a_lease_lapsed_under_renewal_errors_stops_the_rollout_and_reverts_nothing(deploys, monkeypatch):
     import time
 
-    from tests.unit.test_deploy_engine import NAMES, deps
+    from roadie.testing import engine_deps as deps
     from tests.unit.test_deploy_lock import Flaky, unreachable
 
     client, name = deploys
@@ -192,13 +187,13 @@ def test_a_lease_lapsed_under_renewal_errors_stops_the_rollout_and_reverts_nothi
     assert hosts.current["catalog-4"] == "1.0.0" and "catalog-4" not in drained(lb)
     assert [outcome.hosts[n].result for n in NAMES] == ["ok", "ok", "ok", "untouched"]
     assert "deploy.revert.started" not in [e.kind for e in events]
-    assert run.journal_for("test", "catalog").read() is not None
+    assert Environment.load("test").journal("catalog").read() is not None
     assert made[0].holder() is None  # nobody had taken it: the stale item is deleted on release
 
 
 def test_a_lock_lost_while_a_failed_deploy_reverts_stops_the_revert_at_the_next_batch(deploys, monkeypatch):
     from roadie.errors import OperationFailed
-    from tests.unit.test_deploy_engine import NAMES, deps
+    from roadie.testing import engine_deps as deps
     from tests.unit.test_deploy_lock import wait_for
 
     client, name = deploys

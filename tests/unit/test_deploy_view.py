@@ -5,6 +5,7 @@ import io
 import pytest
 
 from roadie.deploy.view import HostRow, RolloutView
+from roadie.environment import Environment
 from roadie.events import event
 from roadie.output import Output
 
@@ -109,7 +110,6 @@ def status_cli(monkeypatch):
     """`roadie status` over given host facts: no host, balancer or lock is asked."""
     from click.testing import CliRunner
 
-    from roadie.deploy import run
     from roadie.deploy import status as st
     from roadie.main import main
 
@@ -120,7 +120,7 @@ def status_cli(monkeypatch):
         def read(self):
             return None
 
-    monkeypatch.setattr(run, "journal_for", lambda env, service: NoJournal())
+    monkeypatch.setattr(Environment, "journal", lambda self, service: NoJournal())
 
     def invoke(hosts, *args):
         doc = {"env": "local", "services": [{"service": "catalog", "versions": ["1.2.0"], "hosts": hosts,

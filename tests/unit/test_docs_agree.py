@@ -82,12 +82,12 @@ def test_db_help_lists_every_db_command():
 
 @pytest.mark.parametrize("env", sorted(p.name for p in paths.INVENTORIES.iterdir() if p.is_dir()))
 def test_an_inventory_comment_does_not_call_its_balancer_unbuilt(env):
-    """The balancer an inventory names has a module (roadie.deploy.balancer_elbv2 for elbv2); no comment
+    """The balancer an inventory names has a module (roadie.balancer.elbv2 for elbv2); no comment
     beside it may say otherwise."""
     import importlib
 
     main_yml = paths.INVENTORIES / env / "group_vars" / "all" / "main.yml"
     text = main_yml.read_text() if main_yml.exists() else ""
     kind = (yaml.safe_load(text) or {}).get("roadie_balancer", "haproxy")
-    importlib.import_module("roadie.deploy.balancer" + ("" if kind == "haproxy" else f"_{kind}"))
+    importlib.import_module(f"roadie.balancer.{kind}")
     assert not re.search(r"not (built|implemented)|(doesn't|does not) exist yet", text, re.I), main_yml

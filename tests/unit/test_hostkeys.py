@@ -298,9 +298,10 @@ def cli(monkeypatch, tmp_path):
             {} if n in state["no_id"] else {"ansible_aws_ssm_instance_id": i})}) for n, (i, a) in HOSTS.items()})
 
     monkeypatch.setattr(inventory, "load", load)
-    from roadie.deploy import run
+    from roadie.environment import Environment
 
-    monkeypatch.setattr(run, "record", lambda env, doc: state["records"].append((env, doc)))
+    monkeypatch.setattr(Environment, "audit", lambda self, operation, result, **facts: state["records"].append(
+        (self.name, {"operation": operation, "result": result, **facts})))
 
     def invoke(*args, input=None, output="json"):
         state["ec2"] = Consoles(state["consoles"])

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from roadie import loadgen
+from loadkit import loadgen
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -89,3 +89,28 @@ def test_a_refused_connection_is_a_failure():
 def test_bounded(kwargs, message):
     with pytest.raises(ValueError, match=message):
         loadgen.Load("http://127.0.0.1:9", [loadgen.Target("x", "/")], **kwargs)
+
+
+def test_the_installed_package_holds_no_load_or_bench_tools():
+    """loadgen and writer live in loadkit/ (tests, bench, make demo): an operator's roadie does not ship them."""
+    import importlib.util
+
+    assert importlib.util.find_spec("roadie.loadgen") is None
+    assert importlib.util.find_spec("roadie.writer") is None
+    assert importlib.util.find_spec("loadkit.loadgen") is not None
+    assert importlib.util.find_spec("loadkit.writer") is not None
+
+
+def test_roadie_imports_nothing_from_loadkit():
+    """Layers: loadkit may use roadie, never the other way round."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "cli" / "roadie"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "loadkit"]
+    assert not offenders, offenders

@@ -13,7 +13,7 @@ import pytest
 
 from roadie import model
 from roadie.errors import OperationFailed
-from roadie.ops.maintenance import ALBMaintenance
+from roadie.balancer.elbv2 import ELBv2
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def alb(moto_endpoint):
         elb.create_rule(ListenerArn=listener, Priority=priority * 10,
                         Conditions=[{"Field": "path-pattern", "PathPatternConfig": paths}],
                         Actions=[{"Type": "forward", "TargetGroupArn": tg}])
-    return ALBMaintenance(env, model.load(), client=elb), elb, listener
+    return ELBv2(env, [], client=elb, stack=model.load()), elb, listener
 
 
 def rules(elb, listener):
@@ -46,9 +46,9 @@ def rules(elb, listener):
 
 def test_on_adds_a_503_rule_ahead_of_the_route_and_off_removes_it(alb):
     m, elb, listener = alb
-    assert m.state() == {}
-    m.set("catalog", 120)
-    assert m.state() == {"catalog": 120}
+    assert m.maintenance() == {}
+    m.set_maintenance("catalog", 120)
+    assert m.maintenance() == {"catalog": 120}
     found = rules(elb, listener)
     assert sorted(found) == [9, 10, 20]
     action = found[9]["Actions"][0]
@@ -56,13 +56,13 @@ def test_on_adds_a_503_rule_ahead_of_the_route_and_off_removes_it(alb):
     assert "catalog is in maintenance" in action["FixedResponseConfig"]["MessageBody"]
     assert "120 s" in action["FixedResponseConfig"]["MessageBody"]
     assert found[9]["Conditions"][0]["PathPatternConfig"]["Values"] == ["/api", "/api/*"]  # the route paths
-    m.set("catalog", 60)  # a new Retry-After replaces the rule
-    assert m.state() == {"catalog": 60} and sorted(rules(elb, listener)) == [9, 10, 20]
-    m.set("streaming", 300)
-    assert m.state() == {"catalog": 60, "streaming": 300} and sorted(rules(elb, listener)) == [9, 10, 19, 20]
-    m.set("catalog", None)
-    assert m.state() == {"streaming": 300} and sorted(rules(elb, listener)) == [10, 19, 20]
-    m.set("catalog", None)  # off when off: nothing to do
+    m.set_maintenance("catalog", 60)  # a new Retry-After replaces the rule
+    assert m.maintenance() == {"catalog": 60} and sorted(rules(elb, listener)) == [9, 10, 20]
+    m.set_maintenance("streaming", 300)
+    assert m.maintenance() == {"catalog": 60, "streaming": 300} and sorted(rules(elb, listener)) == [9, 10, 19, 20]
+    m.set_maintenance("catalog", None)
+    assert m.maintenance() == {"streaming": 300} and sorted(rules(elb, listener)) == [10, 19, 20]
+    m.set_maintenance("catalog", None)  # off when off: nothing to do
     assert sorted(rules(elb, listener)) == [10, 19, 20]
 
 
@@ -70,5 +70,5 @@ def test_no_route_to_the_service_is_an_error_naming_it(alb):
     m, elb, listener = alb
     m.target_groups = {"catalog": "roadie-other-catalog"}
     with pytest.raises(OperationFailed, match="forwards to roadie-other-catalog"):
-        m.set("catalog", 120)
+        m.set_maintenance("catalog", 120)
     assert sorted(rules(elb, listener)) == [10, 20]

@@ -54,16 +54,17 @@ def test_with_yes_it_goes_on_to_the_hosts(prod, args):
 
 
 @pytest.mark.parametrize(("connection", "args", "refused"), [
-    ("ssm", ["exec", "catalog", "--yes", "--", "uptime"], True),
-    ("ssm", ["logs", "catalog"], True),
-    ("ssm", ["logs", "catalog", "--follow"], True),
+    # (ssm exec and logs go on to the AWS API, which this test has none of: test_ops_pieces covers them on moto)
+    ("ssm", ["logs", "catalog", "--follow"], True),  # SSM returns output only when a command ends
     ("bastion", ["exec", "catalog", "--yes", "--", "uptime"], False),  # SSH through a jump host
     ("ssh", ["logs", "catalog"], False),
 ])
-def test_logs_and_exec_refuse_a_fleet_without_ssh_before_any_host(prod, tmp_path, connection, args, refused):
-    """They stream each host's lines over SSH; an SSM fleet gets one line and exit 2, not SSH timeouts."""
+def test_only_logs_follow_is_refused_on_a_fleet_without_ssh_before_any_host(prod, tmp_path, connection, args,
+                                                                            refused):
+    """logs and exec go through the environment's transport (SSH or SSM); following needs a stream, which SSM
+    does not give: one line and exit 2, not a command that never ends."""
     vars_file = tmp_path / "inventories" / "prod-eu" / "group_vars" / "all" / "main.yml"
     vars_file.write_text(f"roadie_env: production\nroadie_connection: {connection}\n")
     result = CliRunner().invoke(main, ["--env", "prod-eu", "ops", *args])
-    assert ("needs SSH to the hosts" in result.output) is refused, result.output
+    assert ("needs each line as the hosts write it" in result.output) is refused, result.output
     assert (result.exit_code == 2) is refused, result.output

@@ -1,4 +1,4 @@
-"""Maintenance mode: the HAProxy map commands and the Maintenance switch against a fake load balancer.
+"""Maintenance mode: the HAProxy map commands and HAProxy's maintenance methods against a fake load balancer.
 
 The fake answers the runtime API lines the way HAProxy 2.6 does (checked on
 lb-1): `show map` lists "0xID key value", `add/set/del map` answer nothing on
@@ -12,6 +12,7 @@ import shlex
 
 import pytest
 
+from roadie.balancer.haproxy import HAProxy
 from roadie.commands import haproxy as cmd
 from roadie.errors import BadInput, OperationFailed
 from roadie.inventory import Host
@@ -74,9 +75,9 @@ class FakeLB:
 
 
 def switch(fake, backend, retry_after):
-    m = mt.Maintenance(fake, [Host("lb-1", "198.18.0.10", ("loadbalancer",))], SOCK, MAP)
-    m.set(backend, retry_after)
-    return m.state()
+    m = HAProxy(fake, [Host("lb-1", "198.18.0.10", ("loadbalancer",))], SOCK, MAP)
+    m.set_maintenance(backend, retry_after)
+    return m.maintenance()
 
 
 @pytest.mark.parametrize(("before", "backend", "retry_after", "after"), [

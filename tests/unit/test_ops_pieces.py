@@ -8,7 +8,8 @@ from roadie import model
 from roadie.commands import release_host
 from roadie.errors import BadInput
 from roadie.inventory import Host
-from roadie.ops import database, disk, execute, health, logs
+from roadie import health
+from roadie.ops import database, disk, execute, logs
 
 DF = """Filesystem     1-blocks      Used Available Capacity Mounted on
 overlay      100000000  90000000  10000000      90% /
@@ -68,11 +69,12 @@ def test_disk_refuses_an_empty_selection_rather_than_every_host(monkeypatch, nam
     from pathlib import Path
 
     from roadie import paths
+    from roadie.environment import Environment
 
     monkeypatch.setattr(paths, "INVENTORIES", Path(__file__).resolve().parents[1] / "fleet" / "inventories")
     with pytest.raises(BadInput):
-        disk.check("mini", names, 5, "200M")
-    assert [h.name for h in disk.check("mini", None, 5, "200M")] == ["mini-1", "mini-2", "mini-3"]
+        disk.check(Environment.load("mini"), names, 5, "200M")
+    assert [h.name for h in disk.check(Environment.load("mini"), None, 5, "200M")] == ["mini-1", "mini-2", "mini-3"]
 
 
 @pytest.mark.parametrize(("value", "names"), [
@@ -228,3 +230,147 @@ def test_ctrl_c_inside_uninterrupted_waits_for_the_block_then_stops():
             done.append("the rest of the block ran")
     assert done == ["the rest of the block ran"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# -- logs and exec through the transport's run_each: SSH and SSM alike (only --follow needs a stream) -------------
+
+def _ssm_free_inventory(tmp_path, connection: str):
+    """A two-host catalog tier reached by `connection`, as a static inventory (the aws_ec2 one reads EC2)."""
+    root = tmp_path / "inventories"
+    (root / "awsy" / "group_vars").mkdir(parents=True)
+    (root / "awsy" / "group_vars" / "all.yml").write_text(
+        f"roadie_connection: {connection}\nroadie_buckets: {{artifacts: roadie-awsy-artifacts}}\n")
+    (root / "awsy" / "hosts.yml").write_text("""all:
+  children:
+    catalog:
+      hosts:
+        catalog-1: {ansible_host: 10.0.1.1, ansible_aws_ssm_instance_id: i-01}
+        catalog-2: {ansible_host: 10.0.1.2, ansible_aws_ssm_instance_id: i-02}
+""")
+    return root
+
+
+class Fanned:
+    """A transport of any kind whose run_each answers from the hosts' journals; records what it was asked."""
+
+    made: list = []
+
+    def __init__(self, env):
+        self.env, self.asked, self.closed = env, [], False
+        Fanned.made.append(self)
+
+    def run_each(self, hosts, command, what, timeout=None, on_line=None, follow=False):
+        from roadie.transport import Result
+
+        self.asked.append((tuple(h.name for h in hosts), command, timeout, follow))
+        out = {}
+        for i, h in enumerate(hosts):
+            text = f"2026-11-23T10:00:0{i}+0000 {h.name} said hello\n"
+            if on_line:
+                on_line(h.name, text.rstrip("\n"))
+            out[h.name] = Result(h.name, 0, text if "journalctl" in command else f"{h.name}\n", "")
+        return out
+
+    def stop(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize(("connection", "args", "code", "said"), [
+    ("ssh", ["ops", "logs", "catalog"], 0, "catalog-1 | 2026-11-23T10:00:00+0000 catalog-1 said hello"),
+    ("ssm", ["ops", "logs", "catalog"], 0, "catalog-1 | 2026-11-23T10:00:00+0000 catalog-1 said hello"),
+    ("ssm", ["ops", "logs", "catalog", "--grep", "hello", "-n", "5"], 0, "catalog-2 | "),
+    ("ssh", ["ops", "logs", "catalog", "--follow"], 0, "catalog-2 | 2026-11-23T10:00:01+0000 catalog-2 said hello"),
+    ("bastion", ["ops", "logs", "catalog", "--follow"], 0, "catalog-1 | "),
+    ("ssm", ["ops", "logs", "catalog", "--follow"], 2, "--follow"),
+    ("ssm", ["ops", "exec", "catalog", "--plan", "--", "uptime"], 0, "would run on catalog-1, catalog-2: uptime"),
+    ("ssh", ["ops", "exec", "catalog", "--plan", "--", "uptime"], 0, "would run on catalog-1, catalog-2: uptime"),
+])
+def test_logs_and_exec_on_an_ssm_inventory_are_not_refused_but_a_follow_is(monkeypatch, tmp_path, connection, args,
+                                                                          code, said):
+    from click.testing import CliRunner
+
+    from roadie import paths
+    from roadie.main import main
+    from roadie.transport import registry
+
+    monkeypatch.setattr(paths, "INVENTORIES", _ssm_free_inventory(tmp_path, connection))
+    monkeypatch.setenv("ROADIE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("ROADIE_OUTPUT", raising=False)
+    kind = type("Fanned", (Fanned,), {"streams": registry.KINDS[connection].streams})  # streams as the real one
+    monkeypatch.setitem(registry.KINDS, connection, kind)
+    Fanned.made = []
+    res = CliRunner().invoke(main, ["--env", "awsy", *args])
+    assert res.exit_code == code, (res.output, res.exception)
+    if code == 2:  # refused in one line, before any host was asked
+        assert res.stderr.count("\n") == 1 and said in res.stderr and "SSM" in res.stderr, res.stderr
+        assert Fanned.made == []
+        return
+    assert said in res.stdout, res.stdout
+    if "logs" in args:
+        (asked,) = Fanned.made[0].asked
+        assert asked[0] == ("catalog-1", "catalog-2") and asked[1].startswith("journalctl ")
+        assert asked[3] == ("--follow" in args)
+    else:
+        assert Fanned.made == []  # a plan asks no host
+
+
+@pytest.mark.parametrize(("connection", "follow", "refused"), [
+    ("ssh", True, False), ("local", True, False), ("bastion", True, False), ("ssm", False, False),
+    ("ssm", True, True), ("telnet", False, True),
+])
+def test_which_transports_logs_can_follow(connection, follow, refused):
+    if refused:
+        with pytest.raises(BadInput) as exc:
+            logs.check_follow("awsy", connection, follow)
+        assert "\n" not in exc.value.message
+    else:
+        logs.check_follow("awsy", connection, follow)
+
+
+def test_logs_read_asks_each_group_of_units_once_and_merges_in_time_order():
+    from roadie.transport import Result
+
+    stack = model.load()
+    hosts = [host("catalog-1", "catalog"), host("lb-1", "loadbalancer"), host("catalog-2", "catalog")]
+
+    class T:
+        asked = []
+
+        def run_each(self, hs, command, what, timeout=None, on_line=None, follow=False):
+            T.asked.append(([h.name for h in hs], command, timeout))
+            return {h.name: (Result(h.name, 0, f"2026-11-23T10:00:0{len(T.asked)}+0000 {h.name}\n")
+                             if h.name != "catalog-2" else Result(h.name, None, error="TimeoutError: timed out"))
+                    for h in hs}
+
+    rows, failed = logs.read(T(), stack, hosts, lines=20)
+    assert T.asked == [(["catalog-1", "catalog-2"], logs.command(["catalog.service"], 20), logs.READ_SECONDS),
+                       (["lb-1"], logs.command(["haproxy.service"], 20), logs.READ_SECONDS)]
+    assert rows == [("catalog-1", "2026-11-23T10:00:01+0000 catalog-1"), ("lb-1", "2026-11-23T10:00:02+0000 lb-1")]
+    assert failed == ["catalog-2: TimeoutError: timed out"]
+
+
+def test_exec_runs_through_run_each_and_audits_each_hosts_exit():
+    from roadie.transport import Result
+
+    class Env:
+        name, records = "awsy", []
+
+        class transport:  # noqa: N801 (an attribute that is a transport)
+            @staticmethod
+            def run_each(hs, command, what, timeout=None, on_line=None, follow=False):
+                Env.asked = (tuple(h.name for h in hs), command, timeout)
+                return {h.name: Result(h.name, 0 if h.name == "catalog-1" else 1) for h in hs}
+
+        def audit(self, operation, result, service="", started=None, **facts):
+            Env.records.append({"operation": operation, "result": result, "service": service, **facts})
+
+    hosts = [host("catalog-1", "catalog"), host("db-1", "database")]
+    got = execute.run(Env(), hosts, "test -e /srv/catalog", "catalog,db-1", "why", timeout=42)
+    assert Env.asked == (("catalog-1", "db-1"), "test -e /srv/catalog", 42)
+    assert {n: r.exit for n, r in got.items()} == {"catalog-1": 0, "db-1": 1}
+    assert Env.records == [{"operation": "exec", "result": "failed", "service": "catalog,db-1",
+                            "command": "test -e /srv/catalog", "hosts": {"catalog-1": 0, "db-1": 1},
+                            "message": "why"}]

@@ -7,23 +7,18 @@ release, reverted or pruned; the lock is taken and freed; the audit says restart
 
 from __future__ import annotations
 
-import uuid
-
-import boto3
 import pytest
 
-from roadie.deploy import audit, engine, run, table
+from roadie.deploy import engine, run
+from roadie.state import audit
 from roadie.errors import BadInput
+from roadie.environment import Environment
 from tests.unit.test_deploy_engine import NAMES, SVC, deps
 
 
 @pytest.fixture
-def state(moto_endpoint, monkeypatch):
-    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    name = f"roadie-test-{uuid.uuid4().hex[:8]}-deploys"
-    table.ensure(client, name, emulated=True)
-    monkeypatch.setattr(run, "_state", lambda env: (client, name))
+def state(test_environment):
+    client, name, _ = test_environment
     return client, name
 
 
@@ -32,7 +27,8 @@ def prepared(d, fake, **opts):
     d.service = svc
     facts = {n: {"current": fake.current[n], "previous": fake.previous[n], "releases": ["0.9.0", "1.0.0"]}
              for n in d.hosts}
-    return run._prepare_restart("test", svc, run.Options(**opts), d, facts, {n: fake.current[n] for n in d.hosts})
+    return run._prepare_restart(Environment.load("test"), svc, run.Options(**opts), d, facts,
+                                {n: fake.current[n] for n in d.hosts})
 
 
 @pytest.mark.parametrize(("batch", "batches"), [(None, 4), ("2", 2), ("3", 2)])
@@ -51,7 +47,7 @@ def test_every_host_is_restarted_on_its_own_release_in_batches(state, batch, bat
     assert not any(w in ("put", "migrating the database", "pruning old releases", "restoring previous")
                    for _, w in fake.calls)
     assert fake.current["catalog-4"] == "2.0.0" and fake.previous == {n: "0.9.0" for n in NAMES}
-    assert run.lock_for("test", "catalog").holder() is None
+    assert Environment.load("test").lock("catalog").holder() is None
     rec = audit.query(*state, "test")[-1]
     assert rec["operation"] == "restart" and rec["result"] == "ok" and rec["version"] == "1.0.0+2.0.0"
     assert [e.kind for e in events][0] == "restart.started" and events[-1].kind == "restart.finished"

@@ -13,6 +13,7 @@ from roadie import paths
 from roadie.release import artifact
 from roadie.release import publish as pub
 from roadie.main import main
+from roadie.environment import Environment
 
 BUCKET = "roadie-local-artifacts"  # inventories/local: roadie_buckets.artifacts
 
@@ -220,7 +221,7 @@ def test_published_artifact_downloads_and_checks_like_a_host_would(cli, builds, 
 
 @pytest.mark.parametrize("tamper", ["object", "metadata"])
 def test_a_deploy_refuses_an_artifact_changed_in_the_bucket(cli, builds, tamper):
-    from roadie.deploy import run
+    from roadie.release import fetch
     from roadie.errors import BadInput
 
     assert cli("release", "publish", "catalog", "1.0.0").exit_code == 0
@@ -231,4 +232,4 @@ def test_a_deploy_refuses_an_artifact_changed_in_the_bucket(cli, builds, tamper)
     cli.s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"sha256": sha})
     shutil.rmtree(cli.dist)  # as on a CI runner that never built it
     with pytest.raises(BadInput, match="the artifact in the bucket or its metadata was changed"):
-        run.fetch_published("local", "catalog", "1.0.0")
+        fetch.fetch_published(Environment.load("local"), "catalog", "1.0.0")

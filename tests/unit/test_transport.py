@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from roadie import transport
+from roadie.transport import registry
+from roadie.transport import ssh as transport
 from roadie.errors import BadInput, OperationFailed
 from roadie.inventory import Host
 
@@ -75,10 +76,10 @@ def test_the_pool_reuses_one_connection_and_drops_a_broken_one(monkeypatch):
 @pytest.mark.parametrize(("kind", "made"), [("ssh", "ssh"), ("bastion", "ssh"), ("ssm", "ssm"), ("telnet", None)])
 def test_the_inventory_chooses_the_transport(kind, made):
     if made:
-        assert transport.for_env("local", kind).kind == made
+        assert registry.for_env("local", kind).kind == made
     else:
         with pytest.raises(BadInput, match=f"roadie_connection '{kind}'"):
-            transport.for_env("local", kind)
+            registry.for_env("local", kind)
 
 
 def nodelay_of(sock: socket.socket) -> int:

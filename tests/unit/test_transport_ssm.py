@@ -12,7 +12,7 @@ import pytest
 
 from roadie.errors import OperationFailed
 from roadie.inventory import Host
-from roadie.transport_ssm import DOCUMENT, SSM
+from roadie.transport.ssm import DOCUMENT, SSM
 from tests import awsestate
 
 

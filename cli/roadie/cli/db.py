@@ -18,19 +18,18 @@ def db():
     """The database tier: Patroni cluster status, switchover, barman-cloud backups and restores."""
 
 
-def _audit(env: str, doc: dict) -> None:
-    from roadie.deploy import run, table
+def _audit(environment, doc: dict) -> None:
+    facts = dict(doc)
+    environment.audit(facts.pop("operation"), facts.pop("result"), service="database", **facts)
 
-    run.record(env, {"service": "database", **table.actor(), **doc})
 
-
-def _audited(env: str, operation: str, facts: dict, work):
+def _audited(environment, operation: str, facts: dict, work):
     """`work()`; a failure is audited with `facts`, its seconds and the error, then raised again."""
     start = time.time()
     try:
         return work()
     except OperationFailed as exc:
-        _audit(env, {"operation": operation, "result": "failed", **facts,
+        _audit(environment, {"operation": operation, "result": "failed", **facts,
                      "seconds": round(time.time() - start, 2), "message": str(exc)})
         raise
 
@@ -43,9 +42,9 @@ def status(ctx):
     from roadie.db import backups, ops
 
     out = output.of(ctx)
-    doc = ops.status(ctx.obj.env)
+    doc = ops.status(ctx.obj.environment)
     try:
-        doc["backup"] = backups.backup_status(ctx.obj.env)
+        doc["backup"] = backups.backup_status(ctx.obj.environment)
     except OperationFailed as exc:  # the cluster's state is still worth showing
         doc["backup"] = {"error": str(exc)}
     out.result(doc)
@@ -75,18 +74,18 @@ def switchover(ctx, to, max_lag, plan_only, yes):
     from roadie.db import ops
 
     out = output.of(ctx)
-    env = ctx.obj.env
+    env = ctx.obj.environment
     plan = ops.plan_switchover(env, to, max_lag)
     if plan_only:
         out.result({**plan, "plan": True},
-                   f"switchover in {env}: {plan['from']} -> {plan['to']} "
+                   f"switchover in {env.name}: {plan['from']} -> {plan['to']} "
                    f"({plan['to_role']}, lag {plan['to_lag']} bytes)")
         return
-    confirm(ctx, f"switch the {env} database leader from {plan['from']} to {plan['to']}", yes)
+    confirm(ctx, f"switch the {env.name} database leader from {plan['from']} to {plan['to']}", yes)
     done = _audited(env, "db.switchover", {"from": plan["from"], "to": plan["to"]},
                     lambda: ops.switchover(env, plan, out.info))
     _audit(env, {"operation": "db.switchover", "result": "ok", **done})
-    out.result({"result": "ok", "env": env, **done},
+    out.result({"result": "ok", "env": env.name, **done},
                f"{done['to']} leads (switched in {done['switch_seconds']} s); it takes writes and "
                f"{done['from']} streams from it")
 
@@ -100,15 +99,15 @@ def backup(ctx, plan_only):
     from roadie.db import backups
 
     out = output.of(ctx)
-    env = ctx.obj.env
+    env = ctx.obj.environment
     plan = backups.plan_backup(env)
     if plan_only:
-        out.result({**plan, "plan": True}, f"base backup of {env} on {plan['on']} ({plan['why']})")
+        out.result({**plan, "plan": True}, f"base backup of {env.name} on {plan['on']} ({plan['why']})")
         return
     done = _audited(env, "db.backup", {"on": plan["on"]}, lambda: backups.backup(env, plan))
     _audit(env, {"operation": "db.backup", "result": "ok", "on": done["on"], "backup_id": done["backup_id"],
                  "seconds": done["seconds"], "size": done["size"]})
-    out.result({"result": "ok", "env": env, **done},
+    out.result({"result": "ok", "env": env.name, **done},
                f"backup {done['backup_id']} on {done['on']}: {done['size']} bytes in {done['seconds']} s "
                f"(WAL {done['begin_wal']}..{done['end_wal']})")
 
@@ -121,7 +120,7 @@ def list_backups(ctx):
     from roadie.db import backups
 
     out = output.of(ctx)
-    found = backups.listing(ctx.obj.env)
+    found = backups.listing(ctx.obj.environment)
     out.result({"env": ctx.obj.env, "backups": barman.as_dicts(found)})
     if not out.json:
         out.table(["backup id", "name", "end time", "size (bytes)", "begin WAL", "end WAL", "status"],
@@ -142,14 +141,14 @@ def prune(ctx, keep, days, plan_only, yes):
     from roadie.db import backups
 
     out = output.of(ctx)
-    env = ctx.obj.env
+    env = ctx.obj.environment
     policy = barman.retention_policy(keep, days)
     if not plan_only:
-        confirm(ctx, f"delete {env} database backups outside '{policy}'", yes)
+        confirm(ctx, f"delete {env.name} database backups outside '{policy}'", yes)
     done = backups.prune(env, policy, plan_only)
     if not plan_only:
         _audit(env, {"operation": "db.prune", "result": "ok", "policy": policy, "deleted": done["deleted"]})
-    out.result({"env": env, **done}, f"{policy}: {done['before']} backups before, {done['after']} after"
+    out.result({"env": env.name, **done}, f"{policy}: {done['before']} backups before, {done['after']} after"
                + (" (plan: " + "; ".join(done["barman"]) + ")" if plan_only else
                   f"; deleted {', '.join(done['deleted']) or 'none'}"))
 
@@ -172,7 +171,7 @@ def restore(ctx, backup_id, target, into, keep, force, typed, plan_only):
     from roadie.db import backups
 
     out = output.of(ctx)
-    env = ctx.obj.env
+    env = ctx.obj.environment
     if into == "live" and keep:
         raise BadInput("--keep is for --into scratch: a live restore keeps the leader's old data directory anyway.")
     plan = backups.plan_restore(env, backup_id, target, into, force or plan_only)
@@ -197,12 +196,12 @@ def restore(ctx, backup_id, target, into, keep, force, typed, plan_only):
               + (f"scratch server kept on port {barman.SCRATCH_PORT}" if keep else "scratch server removed"))
 
 
-def _restored(out, env: str, done: dict, audit: dict, message: str) -> None:
+def _restored(out, env, done: dict, audit: dict, message: str) -> None:
     """A finished restore, into scratch or live: audited with each table's rows, reported, its tables shown."""
     _audit(env, {"operation": "db.restore", "result": "ok", "backup_id": done["backup_id"],
                  "target_time": done["target_time"], "on": done["on"], **audit,
                  "tables": {k: v["rows"] for k, v in done["tables"].items()}})
-    out.result({"result": "ok", "env": env, **done}, message)
+    out.result({"result": "ok", "env": env.name, **done}, message)
     if not out.json:
         out.table(["table", "rows", "md5"], [(k, v["rows"], v["md5"]) for k, v in done["tables"].items()],
                   title="restored tables")
@@ -222,7 +221,7 @@ def _confirm_live(ctx, plan: dict, typed: str | None) -> None:
         raise BadInput(f"--confirm {typed!r} does not name the cluster '{plan['cluster']}'; nothing was changed.")
 
 
-def _restore_live(out, env: str, plan: dict, summary: str) -> None:
+def _restore_live(out, env, plan: dict, summary: str) -> None:
     from roadie.db import restore_live
 
     out.info(summary)

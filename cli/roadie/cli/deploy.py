@@ -37,55 +37,6 @@ def _print_plan(out, prepared) -> None:
              f"drain timeout {p.drain_timeout} s; expected about {p.expected_seconds():.0f} s")
 
 
-def _deploy_alive(env: str, service: str) -> bool:
-    """Someone holds the service's lock with a lease that has not lapsed."""
-    from roadie.deploy import run
-
-    holder = run.lock_for(env, service).holder()
-    return holder is not None and holder.expires_at > time.time()
-
-
-def _unfinished(ctx, service, version, operation, resume, to_previous):
-    """The journal of a dead deploy to settle first, the version to go to, and the journal of a deploy whose
-    lease still runs (dead or not, nobody may settle it yet); refusals are BadInput."""
-    from roadie import model
-    from roadie.deploy import journal, run
-
-    model.load().service(service)
-    entry = run.journal_for(ctx.obj.env, service).read()
-    if resume:
-        journal.check_resume(entry, service, ctx.obj.env, version, operation)
-    if entry is None:
-        return None, version, to_previous, None
-    if not resume and _deploy_alive(ctx.obj.env, service):
-        return None, version, to_previous, entry  # its deploy still runs, or its lease has not lapsed yet
-    if operation == "rollback" and to_previous:
-        froms = entry.from_versions()
-        if len(froms) != 1:
-            raise BadInput(f"The unfinished {entry.operation} of {service} started from {', '.join(sorted(froms))}; "
-                           "name the version to return to with --to.")
-        return entry, froms.pop(), False, None
-    if operation == "deploy" and not resume:
-        raise BadInput(f"{service} has an {entry.describe()}; finish it with `roadie deploy {service} "
-                       f"{entry.version} --resume` or undo it with `roadie rollback {service}`.")
-    return entry, version, to_previous, None
-
-
-def _nothing_left(prepared, running) -> None:
-    """Every host is on the version: "nothing to do" only when each is also in service and no journal is
-    open; otherwise BadInput saying what is unfinished and how to finish it."""
-    svc, version = prepared.service.name, prepared.version
-    if running is not None:
-        raise BadInput(f"every {svc} host is on {version}, but the journal holds an {running.describe()} whose "
-                       f"lock lease still runs: let it finish, or if its process died, `roadie deploy {svc} "
-                       f"{running.version} --resume --lock-wait 90` (`roadie lock status {svc}` shows the holder).")
-    out = {n: s.status for n, s in prepared.servers.items() if n in prepared.deps.hosts and not s.up}
-    if out:
-        states = ", ".join(f"{n} ({st})" for n, st in out.items())
-        raise BadInput(f"every {svc} host is on {version}, but out of service in the balancer: {states}; "
-                       + "; ".join(f"`roadie ops enable {n}`" for n in out) + " once it is healthy.")
-
-
 def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False, resume=False):
     from roadie.deploy import preflight
 
@@ -93,38 +44,42 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
     import boto3  # noqa: F401  (preflight's next needs, loaded while ansible-inventory runs)
     import fabric  # noqa: F401
 
-    from roadie.deploy import engine, run, view
+    from roadie.deploy import engine, resume as policy, run, view
 
     inventory_read()
+    environment = ctx.obj.environment
     out = output.of(ctx)
     stop = threading.Event()
     if not plan_only:  # a CI job without --yes is refused before any host is asked anything
         from roadie.confirm import refuse_unconfirmable
 
         refuse_unconfirmable(ctx, f"{operation} {service}", yes)
-    entry = None
+    found = policy.Found(None, version, to_previous)
     if (operation == "rollback" or resume) and not plan_only:  # before preflight: the journal decides
-        entry, version, to_previous, _ = _unfinished(ctx, service, version, operation, resume, to_previous)
+        found = policy.unfinished(environment, service, version, operation, resume, to_previous)
     # A deploy is refused over a dead deploy's drained hosts: the journal is read during preflight's other reads.
     check_journal = operation == "deploy" and not resume and not plan_only
-    alongside = (lambda: _unfinished(ctx, service, version, operation, resume, to_previous)) if check_journal else None
-    prepared = run.prepare(ctx.obj.env, service, version, opts, operation, out.emit, to_previous=to_previous,
-                           alongside=alongside)
+    alongside = (lambda: policy.unfinished(environment, service, version, operation, resume, to_previous)
+                 ) if check_journal else None
+    prepared = run.prepare(environment, service, found.version, opts, operation, out.emit,
+                           to_previous=found.to_previous, alongside=alongside)
     prepared.deps.stop = stop
     if plan_only:
         _print_plan(out, prepared)
         return
-    running = None
     if check_journal:
-        entry, _, _, running = prepared.alongside
+        found = prepared.alongside
+    entry = found.settle
     if entry is not None:
         _confirm(ctx, f"settle the unfinished {entry.operation} of {service}, then {operation} {prepared.version}",
                  yes)
         yes = True
         run.settle(prepared, entry)
+        if prepared.deps.balancer:  # the hosts settled are back in service: the preflight view is stale
+            prepared.servers = prepared.deps.balancer.servers(prepared.service.backend)
     if not prepared.plan.moves:
         if operation != run.RESTART:
-            _nothing_left(prepared, running)
+            policy.nothing_left(prepared, found.running)
         out.result({"result": "ok", "service": service, "version": prepared.version, "hosts": []},
                    f"every {service} host is already on {prepared.version}; nothing to do")
         return
@@ -219,14 +174,15 @@ def rollback(ctx, service, to_version, **flags):
 @click.pass_context
 def status(ctx):
     """Per service and host: version, releases on disk, health, balancer state; and the locks."""
-    from roadie.deploy import run
+    from roadie.deploy import resume
     from roadie.deploy import status as st
 
     out = output.of(ctx)
-    doc = st.collect(ctx.obj.env)
+    environment = ctx.obj.environment
+    doc = st.collect(environment)
     for svc in doc["services"]:  # a deploy whose machine died: its journal outlives its lock
-        entry = run.journal_for(ctx.obj.env, svc["service"]).read()
-        svc["unfinished"] = entry.as_dict() if entry and not _deploy_alive(ctx.obj.env, svc["service"]) else None
+        entry = environment.journal(svc["service"]).read()
+        svc["unfinished"] = entry.as_dict() if entry and not resume.alive(environment, svc["service"]) else None
     out.result(doc)
     if out.json:
         return
@@ -263,10 +219,9 @@ def lock():
 def lock_status(ctx, service):
     """Who holds SERVICE's deploy lock, since when, why."""
     from roadie import model
-    from roadie.deploy import run
 
     model.load().service(service)
-    holder = run.lock_for(ctx.obj.env, service).holder()
+    holder = ctx.obj.environment.lock(service).holder()
     output.of(ctx).result({"service": service, "env": ctx.obj.env, "holder": holder.as_dict() if holder else None},
                           f"{service}: " + (f"locked by {holder.describe()}" if holder else "free"))
 
@@ -280,13 +235,12 @@ def lock_status(ctx, service):
 def lock_release(ctx, service, force, yes):
     """Remove SERVICE's lock from a dead deploy (audited)."""
     from roadie import model
-    from roadie.deploy import run, table
 
     model.load().service(service)
     _confirm(ctx, f"force-release the {service} lock", yes)
-    holder = run.lock_for(ctx.obj.env, service).force_release()
-    run.record(ctx.obj.env, {"operation": "lock.release", "service": service, **table.actor(), "result": "ok",
-                             "holder": holder.as_dict() if holder else None})
+    environment = ctx.obj.environment
+    holder = environment.lock(service).force_release()
+    environment.audit("lock.release", "ok", service=service, holder=holder.as_dict() if holder else None)
     output.of(ctx).result({"service": service, "released": holder.as_dict() if holder else None},
                           f"{service}: " + (f"released the lock of {holder.describe()}" if holder
                                             else "the lock was free"))
@@ -319,14 +273,13 @@ def _since(text: str | None) -> float | None:
 def audit(ctx, service, since, limit_text):
     """Deploys, rollbacks and overrides recorded in the environment, newest first."""
     from roadie import model
-    from roadie.deploy import audit as log
-    from roadie.deploy import run
+    from roadie.state import audit as log
 
     limit = log.parse_limit(limit_text)
     if service:
         model.load().service(service)
     after = _since(since)
-    ddb, name = run._state(ctx.obj.env)
+    ddb, name = ctx.obj.environment.table()
     records, more = log.latest(ddb, name, ctx.obj.env, limit, service=service, since=after)
     out = output.of(ctx)
     out.result({"env": ctx.obj.env, "limit": limit, "more": more, "records": records})

@@ -119,15 +119,12 @@ def _audit(env: str, started: float, outcomes, missing: list[str]) -> None:
     """One hosts.pin-keys record: the hosts and their keys' fingerprints (the keys are in known_hosts)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from roadie.deploy import run, table
-    from roadie.deploy.audit import iso
+    from roadie.environment import Environment
 
-    doc = {"operation": "hosts.pin-keys", "service": "hosts", **table.actor(),
-           "result": "partial" if missing else "ok", "started_at": iso(started),
-           "seconds": round(time.time() - started, 3), "missing": missing,
-           "hosts": {o.target.name: {"address": o.target.address, "instance_id": o.target.instance_id,
-                                     "keys": [c.as_dict() for c in o.changes]} for o in outcomes if o.changes}}
+    hosts = {o.target.name: {"address": o.target.address, "instance_id": o.target.instance_id,
+                             "keys": [c.as_dict() for c in o.changes]} for o in outcomes if o.changes}
     try:
-        run.record(env, doc)
+        Environment.load(env).audit("hosts.pin-keys", "partial" if missing else "ok", service="hosts",
+                                    started=started, missing=missing, hosts=hosts)
     except (BotoCoreError, ClientError) as exc:
         raise OperationFailed(f"The keys are pinned, but the audit record could not be written: {exc}") from None

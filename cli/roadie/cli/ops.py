@@ -37,13 +37,10 @@ def _host_change(ctx, operation: str, host: str, message: str, plan_only: bool, 
     from roadie.ops import hosts
 
     out = output.of(ctx)
-    t = hosts.target(ctx.obj.env, host, out.emit)
+    t = hosts.target(ctx.obj.environment, host, out.emit)
     if plan_only:
-        try:
-            servers = t.deps.balancer.servers(t.service.backend)
-            change = hosts.would_change(t, servers, operation)
-        finally:
-            t.deps.transport.close()
+        servers = t.deps.balancer.servers(t.service.backend)
+        change = hosts.would_change(t, servers, operation)
         state = servers[host].status
         out.result({"plan": True, "operation": operation, "host": host, "service": t.service.name, "state": state,
                     "change": change},
@@ -89,7 +86,7 @@ def maintenance(ctx, service, state, retry_after, message, plan_only, yes):
     mt.check(service, on, retry_after)  # bad input refused before the prompt
     if not plan_only:
         _confirm(ctx, f"turn maintenance {state} for {service}", yes)
-    doc = mt.switch(ctx.obj.env, service, on, retry_after, message, plan_only)
+    doc = mt.switch(ctx.obj.environment, service, on, retry_after, message, plan_only)
     verb = "would be" if plan_only else "is"
     text = (f"{service} {verb} in maintenance: {doc['route']} answers 503, Retry-After {retry_after} s"
             if on else f"{service} {verb} serving traffic again")
@@ -104,10 +101,10 @@ def maintenance(ctx, service, state, retry_after, message, plan_only, yes):
 def health(ctx, disk_threshold):
     """One screen for the environment; exit 1 when something needs a human (for cron and CI)."""
     from roadie.errors import OperationFailed
-    from roadie.ops import health as hl
+    from roadie import health as hl
 
     out = output.of(ctx)
-    report = hl.collect(ctx.obj.env, disk_threshold)
+    report = hl.collect(ctx.obj.environment, disk_threshold)
     out.result(report)
     if not out.json:
         out.table(["host", "answers", "runs", "version", "unit", "balancer", "fullest disk"], hl.rows(report),
@@ -132,22 +129,20 @@ def health(ctx, disk_threshold):
 @options.common
 @click.pass_context
 def logs(ctx, tier, since, lines, grep, follow):
-    """The journal of every host of TIER (a group or host) at once, each line prefixed with its host."""
-    from roadie import inventory, model, procs
+    """The journal of every host of TIER (a group or host) at once, each line prefixed with its host
+    (--follow needs SSH: SSM returns a command's output only when it ends)."""
     from roadie.events import event
-    from roadie.ops import common, remote
+    from roadie.ops import common
     from roadie.ops import logs as lg
 
     names = common.selection(tier, "TIER")  # '' is refused before anything is read
     lg.check(lines, grep, since)
     out = output.of(ctx)
-    stack, inv = model.load(), inventory.load(ctx.obj.env)
-    remote.require_ssh(inv, "logs")
+    environment = ctx.obj.environment
+    inv = environment.inventory
+    lg.check_follow(environment.name, str(inv.env_vars.get("roadie_connection", "ssh")), follow)
     hosts = common.select(inv, names)
     width = max(len(h.name) for h in hosts)
-    by_units: dict[tuple, list] = {}
-    for h in hosts:
-        by_units.setdefault(tuple(lg.units(stack, h)), []).append(h)
 
     def show(host, line):
         if out.json:
@@ -156,32 +151,14 @@ def logs(ctx, tier, since, lines, grep, follow):
             out.line(f"{host.ljust(width)} | {line}")
 
     if follow:
-        import threading
-
-        fans = [remote.Fanout(ctx.obj.env, hs) for hs in by_units.values()]
-        threads = [threading.Thread(target=f.run, args=(lg.command(list(u), lines, since, grep, True), show, True),
-                                    daemon=True) for f, u in zip(fans, by_units, strict=True)]
-        for t in threads:
-            t.start()
-        try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.2)
-        except KeyboardInterrupt:
-            for f in fans:
-                f.stop()
-            for t in threads:
-                t.join(10)
+        stopped, failed = lg.follow(environment.transport, environment.stack, hosts, show, lines, since, grep)
+        for f in failed:
+            out.info(f"not following {f}")
+        if stopped:
             out.info("stopped following")
         return
-    collected: dict[str, list[str]] = {}
-    failed = []
-    for units, hs in by_units.items():
-        for name, r in remote.Fanout(ctx.obj.env, hs).run(lg.command(list(units), lines, since, grep)).items():
-            if r.exit != 0:
-                failed.append(f"{name}: {r.error or procs.last_line(r.stderr, f'exit {r.exit}')}")
-            collected[name] = r.stdout.splitlines()
-    for host, line in lg.merge(collected):
+    rows, failed = lg.read(environment.transport, environment.stack, hosts, lines, since, grep)
+    for host, line in rows:
         show(host, line)
     if failed:
         from roadie.errors import OperationFailed
@@ -199,16 +176,16 @@ def logs(ctx, tier, since, lines, grep, follow):
 @click.pass_context
 def disk_(ctx, action, selection, keep, journal_size, message, plan_only, yes):
     """Usage per host and mount with the top consumers; `clean` prunes old releases and vacuums journals."""
-    from roadie import inventory
     from roadie.ops import common
     from roadie.ops import disk as dk
 
     out = output.of(ctx)
     names = common.selection(selection, "--hosts")  # None: every host; given empty: refused, nothing read
+    environment = ctx.obj.environment
     if names is not None:
-        common.select(inventory.load(ctx.obj.env), names)  # unknown names refused first
+        common.select(environment.inventory, names)  # unknown names refused first
     if action is None:
-        usage = dk.usage(ctx.obj.env, names)
+        usage = dk.usage(environment, names)
         out.result({"env": ctx.obj.env, "hosts": usage})
         out.table(["host", "mount", "used", "size", "%", "top consumers"],
                   [(h, m["mount"], dk.human(m["used"]), dk.human(m["size"]), m["percent"],
@@ -218,10 +195,10 @@ def disk_(ctx, action, selection, keep, journal_size, message, plan_only, yes):
             if "error" in u:
                 out.info(f"{h}: {u['error']}")
         return
-    dk.check(ctx.obj.env, names, keep, journal_size)  # bad input refused before the prompt
+    dk.check(environment, names, keep, journal_size)  # bad input refused before the prompt
     if not plan_only:
         _confirm(ctx, "clean disks (old releases, journals)", yes)
-    done = dk.clean(ctx.obj.env, names, keep, journal_size, plan_only, message)
+    done = dk.clean(environment, names, keep, journal_size, plan_only, message)
     out.result({"env": ctx.obj.env, "plan": plan_only, "keep": keep, "hosts": done})
     verb = "would free" if plan_only else "freed"
     for h, d in done.items():
@@ -246,22 +223,20 @@ def disk_(ctx, action, selection, keep, journal_size, message, plan_only, yes):
 @click.pass_context
 def exec_(ctx, group, command, timeout, message, plan_only, yes):
     """Run a command on every host of GROUP (groups or hosts, comma-separated): roadie ops exec GROUP -- CMD."""
-    from roadie import inventory
     from roadie.errors import OperationFailed
-    from roadie.ops import common, execute, remote
+    from roadie.ops import common, execute
 
     out = output.of(ctx)
     names = common.selection(group, "GROUP")  # '' is refused before anything is read
     line = execute.command_line(command)
-    inv = inventory.load(ctx.obj.env)
-    remote.require_ssh(inv, "exec")
-    hosts = common.select(inv, names)
+    environment = ctx.obj.environment
+    hosts = common.select(environment.inventory, names)
     if plan_only:
         out.result({"plan": True, "group": group, "hosts": [h.name for h in hosts], "command": line},
                    f"would run on {', '.join(h.name for h in hosts)}: {line}")
         return
     _confirm(ctx, f"run `{line}` on {len(hosts)} host(s) of {group}", yes)
-    results = execute.run(ctx.obj.env, hosts, line, group, message, timeout)
+    results = execute.run(environment, hosts, line, group, message, timeout)
     out.result({"group": group, "command": line,
                 "hosts": {n: {"exit": r.exit, "stdout": r.stdout, "stderr": r.stderr, "error": r.error}
                           for n, r in results.items()}})

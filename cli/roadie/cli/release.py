@@ -136,13 +136,13 @@ def list_(ctx, service):
 @click.pass_context
 def install(ctx, service, version, hosts, yes):
     """Install a release on the service's hosts at once (bootstrap; `deploy` rolls)."""
-    from roadie.release import install as inst
+    from roadie.deploy import install as inst
 
     out = output.of(ctx)
     artifact.service_dir(service)
     versions.parse(version)
     only = names.split_list(hosts, "--hosts", "host") or None
     confirm.confirm(ctx, f"install {service} {version} on {ctx.obj.env} hosts", yes)
-    rows = inst.install(ctx.obj.env, service, version, only, log=out.log)
+    rows = inst.install(ctx.obj.environment, service, version, only, log=out.log)
     out.result({"service": service, "version": version, "hosts": rows},
                lambda: "\n".join(f"{r['host']}: {r['from'] or '(none)'} -> {r['to']}" for r in rows))

@@ -7,13 +7,14 @@ import time
 from datetime import UTC, datetime
 
 from roadie.db import barman, ops, patroni
+from roadie.environment import Environment
 from roadie.errors import BadInput, OperationFailed
 
 
-def _hosts(env: str):
-    tr = ops.transport(env)
-    found, _ = ops.members(env, tr)
-    hosts = {h.name: h for h in ops.db_hosts(env)}
+def _hosts(environment: Environment):
+    tr = environment.transport
+    found, _ = ops.members(environment, tr)
+    hosts = {h.name: h for h in ops.db_hosts(environment)}
     lead = patroni.leader(found)
     if lead is None:
         raise OperationFailed("No running leader: backups and archiving run on the leader (see `roadie db status`).")
@@ -28,14 +29,12 @@ def scratch_host(found: list[patroni.Member], hosts: dict):
     return hosts[standbys[0].name]
 
 
-def listing(env: str, tr=None, via=None) -> list[barman.Backup]:
+def listing(environment: Environment, tr=None, via=None) -> list[barman.Backup]:
     """barman's list, with each backup's size in the bucket (barman-cloud leaves it empty): one listing."""
-    from roadie import aws
-
     if tr is None:
-        tr, _, _, via = _hosts(env)
+        tr, _, _, via = _hosts(environment)
     found = barman.parse_list(tr.run(via, barman.list_cmd(), "listing the backups"))
-    s3, bucket = aws.env_client(env, "s3"), aws.bucket(env, "backups")
+    s3, bucket = environment.client("s3"), environment.bucket("backups")
     base = barman.base_prefix()
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base)
     size = barman.sizes(((o["Key"], o["Size"]) for page in pages for o in page.get("Contents", [])), base)
@@ -57,43 +56,44 @@ def archive_now(tr, lead, log, timeout: float = 120) -> None:
     log(f"WAL up to {seg} is archived")
 
 
-def backup_status(env: str) -> dict:
+def backup_status(environment: Environment) -> dict:
     """Last backup age and WAL archive age (for `roadie db status`)."""
-    tr, _, _, lead = _hosts(env)
-    found = listing(env, tr, lead)
+    tr, _, _, lead = _hosts(environment)
+    found = listing(environment, tr, lead)
     now = datetime.now(UTC)
     return {"backups": len(found), "last_backup_age_s": barman.backup_age(found, now), **archiver(tr, lead)}
 
 
-def plan_backup(env: str) -> dict:
-    _, _, _, lead = _hosts(env)
-    return {"env": env, "operation": "db.backup", "on": lead.name,
+def plan_backup(environment: Environment) -> dict:
+    _, _, _, lead = _hosts(environment)
+    return {"env": environment.name, "operation": "db.backup", "on": lead.name,
             "why": "the leader archives WAL; its backup's end WAL is archived before the backup counts"}
 
 
-def backup(env: str, plan: dict) -> dict:
-    tr, _, hosts, lead = _hosts(env)
+def backup(environment: Environment, plan: dict) -> dict:
+    tr, _, hosts, lead = _hosts(environment)
     name = f"roadie-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     start = time.monotonic()
     tr.run(lead, barman.backup_cmd(name), "taking a base backup")
     seconds = round(time.monotonic() - start, 2)
-    made = [b for b in listing(env, tr, lead) if b.name == name]
+    made = [b for b in listing(environment, tr, lead) if b.name == name]
     if not made or made[-1].status != "DONE":
         raise OperationFailed(f"barman-cloud-backup returned but no DONE backup named {name} is listed")
     return {"on": lead.name, "seconds": seconds, **barman.as_dicts(made[-1:])[0]}
 
 
-def prune(env: str, policy: str, dry_run: bool) -> dict:
-    tr, _, _, lead = _hosts(env)
-    before = listing(env, tr, lead)
+def prune(environment: Environment, policy: str, dry_run: bool) -> dict:
+    tr, _, _, lead = _hosts(environment)
+    before = listing(environment, tr, lead)
     out = tr.run(lead, barman.delete_cmd(policy, dry_run), "applying the retention policy")
-    after = before if dry_run else listing(env, tr, lead)
+    after = before if dry_run else listing(environment, tr, lead)
     gone = sorted({b.backup_id for b in before} - {b.backup_id for b in after})
     return {"policy": policy, "dry_run": dry_run, "before": len(before), "after": len(after),
             "deleted": gone, "barman": out.strip().splitlines()[-20:]}
 
 
-def plan_restore(env: str, backup_id: str | None, target: str | None, into: str, force: bool = False) -> dict:
+def plan_restore(environment: Environment, backup_id: str | None, target: str | None, into: str,
+                 force: bool = False) -> dict:
     """Which backup, to which point, on which host; BadInput (nothing read or changed) for bad input."""
     if into == "live" and not force:
         raise BadInput("Restoring over the live cluster needs --force (and a typed confirmation): it stops the "
@@ -101,10 +101,10 @@ def plan_restore(env: str, backup_id: str | None, target: str | None, into: str,
     if backup_id is not None and target is not None:
         raise BadInput("Give one restore point: --backup ID or --time TIMESTAMP, not both.")
     when = barman.parse_target(target) if target is not None else None
-    tr, found, hosts, lead = _hosts(env)
+    tr, found, hosts, lead = _hosts(environment)
     now = datetime.now(UTC)
-    chosen = barman.choose_backup(listing(env, tr, lead), backup_id, when, now)
-    point = {"env": env, "operation": "db.restore", "into": into, "backup_id": chosen.backup_id,
+    chosen = barman.choose_backup(listing(environment, tr, lead), backup_id, when, now)
+    point = {"env": environment.name, "operation": "db.restore", "into": into, "backup_id": chosen.backup_id,
              "backup_end": chosen.end_time, "target_time": when.isoformat() if when else None, "leader": lead.name}
     if into == "live":
         from roadie.db import live
@@ -113,7 +113,7 @@ def plan_restore(env: str, backup_id: str | None, target: str | None, into: str,
         if missing:
             raise OperationFailed(f"{', '.join(missing)} not in the cluster: a restore over the live cluster "
                                   "replaces every member's data (see `roadie db status`).")
-        standbys, clients = sorted(set(hosts) - {lead.name}), [s.name for s in live_clients()]
+        standbys, clients = sorted(set(hosts) - {lead.name}), [s.name for s in live_clients(environment)]
         return {**point, "on": lead.name, "standbys": standbys, "cluster": live.scope(),
                 "stamp": f"{now:%Y%m%dT%H%M%S}", "clients": clients,
                 "steps": live.steps(lead.name, standbys, chosen.backup_id, point["target_time"], clients)}
@@ -121,15 +121,13 @@ def plan_restore(env: str, backup_id: str | None, target: str | None, into: str,
     return {**point, "on": on.name, "port": barman.SCRATCH_PORT, "datadir": barman.SCRATCH_DIR}
 
 
-def live_clients():
+def live_clients(environment: Environment):
     """The services that use the database (those with migrations): in maintenance and locked meanwhile."""
-    from roadie import model
-
-    return [s for s in model.load().services.values() if s.migrations]
+    return [s for s in environment.stack.services.values() if s.migrations]
 
 
-def restore(env: str, plan: dict, keep: bool, log) -> dict:
-    tr, _, hosts, lead = _hosts(env)
+def restore(environment: Environment, plan: dict, keep: bool, log) -> dict:
+    tr, _, hosts, lead = _hosts(environment)
     on = hosts[plan["on"]]
     when = barman.parse_target(plan["target_time"]) if plan["target_time"] else None
     start = time.monotonic()

@@ -3,13 +3,12 @@ asked through roadie's SSH transport. Decisions are in patroni.py (pure)."""
 
 from __future__ import annotations
 
-import atexit
-import functools
 import json
 import time
 
-from roadie import inventory, model
+from roadie import inventory
 from roadie.db import patroni
+from roadie.environment import Environment
 from roadie.errors import BadInput, OperationFailed
 
 CATALOG_WRITE_PROBE = ("runuser -u postgres -- psql -X -At -d catalog -v ON_ERROR_STOP=1 "
@@ -18,30 +17,17 @@ CATALOG_WRITE_PROBE = ("runuser -u postgres -- psql -X -At -d catalog -v ON_ERRO
                        "-c 'SELECT pg_is_in_recovery()'")
 
 
-def db_hosts(env: str) -> list[inventory.Host]:
-    inv = inventory.load(env)
-    group = model.load().database.group
-    hosts = inv.group(group)
+def db_hosts(environment: Environment) -> list[inventory.Host]:
+    group = environment.stack.database.group
+    hosts = environment.inventory.group(group)
     if not hosts:
-        raise BadInput(f"The {env} inventory has no '{group}' group of database hosts.")
+        raise BadInput(f"The {environment.name} inventory has no '{group}' group of database hosts.")
     return hosts
 
 
-@functools.lru_cache(maxsize=4)
-def transport(env: str):
-    """One per environment for the whole command: `db status` and a backup ask the same hosts several
-    times, and each new transport was a new SSH handshake per host. Closed at exit (or earlier by its
-    user: a closed transport opens again when asked)."""
-    from roadie.deploy import run
-
-    tr = run.transport_for(inventory.load(env))
-    atexit.register(tr.close)
-    return tr
-
-
-def members(env: str, tr=None) -> tuple[list[patroni.Member], inventory.Host]:
+def members(environment: Environment, tr=None) -> tuple[list[patroni.Member], inventory.Host]:
     """The cluster as Patroni sees it, from the first member that answers."""
-    hosts, tr = db_hosts(env), tr or transport(env)
+    hosts, tr = db_hosts(environment), tr or environment.transport
     errors = []
     for h in hosts:
         try:
@@ -55,29 +41,29 @@ def members(env: str, tr=None) -> tuple[list[patroni.Member], inventory.Host]:
     raise OperationFailed("No database member answered: " + "; ".join(errors))
 
 
-def status(env: str) -> dict:
-    found, via = members(env)
+def status(environment: Environment) -> dict:
+    found, via = members(environment)
     lead = patroni.leader(found)
-    return {"env": env, "asked": via.name, "leader": lead.name if lead else None,
+    return {"env": environment.name, "asked": via.name, "leader": lead.name if lead else None,
             "sync_standby": next((m.name for m in found if m.role == "sync_standby"), None),
             "members": patroni.as_dicts(found)}
 
 
-def plan_switchover(env: str, to: str | None, max_lag: int) -> dict:
-    hosts = {h.name for h in db_hosts(env)}
+def plan_switchover(environment: Environment, to: str | None, max_lag: int) -> dict:
+    hosts = {h.name for h in db_hosts(environment)}
     if to is not None and to not in hosts:
-        raise BadInput(f"{to} is not a database host of {env} ({', '.join(sorted(hosts))}).")
-    found, _ = members(env)
+        raise BadInput(f"{to} is not a database host of {environment.name} ({', '.join(sorted(hosts))}).")
+    found, _ = members(environment)
     lead, target = patroni.choose_target(found, to, max_lag)
-    return {"env": env, "operation": "db.switchover", "from": lead.name, "to": target.name,
+    return {"env": environment.name, "operation": "db.switchover", "from": lead.name, "to": target.name,
             "to_role": target.role, "to_lag": target.lag, "max_lag": max_lag,
             "members": patroni.as_dicts(found)}
 
 
-def switchover(env: str, plan: dict, log, timeout: float = 90) -> dict:
+def switchover(environment: Environment, plan: dict, log, timeout: float = 90) -> dict:
     """Patroni's switchover, then proof: the new leader takes writes, the old one streams from it."""
-    tr = transport(env)
-    hosts = {h.name: h for h in db_hosts(env)}
+    tr = environment.transport
+    hosts = {h.name: h for h in db_hosts(environment)}
     start = time.monotonic()
     old, new = hosts[plan["from"]], hosts[plan["to"]]
     status, body = patroni.split_answer(tr.run(old, patroni.switchover_cmd(old.address, old.name, new.name),
@@ -87,7 +73,7 @@ def switchover(env: str, plan: dict, log, timeout: float = 90) -> dict:
     log(f"Patroni: {body.strip()}")
     deadline = time.monotonic() + timeout
     while True:
-        by = {m.name: m for m in members(env, tr)[0]}
+        by = {m.name: m for m in members(environment, tr)[0]}
         leads = bool(by.get(new.name) and by[new.name].role == "leader" and by[new.name].state == "running")
         streams = bool(by.get(old.name) and by[old.name].healthy_standby)
         if leads and streams:

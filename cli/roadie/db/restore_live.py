@@ -12,8 +12,9 @@ import contextlib
 import json
 import time
 
-from roadie import inventory, model
+from roadie import inventory
 from roadie.db import backups, barman, live, ops, patroni
+from roadie.environment import Environment
 from roadie.errors import OperationFailed
 
 LEADER_WAIT = 180
@@ -21,13 +22,13 @@ CLONE_WAIT = 600
 CLIENT_WAIT = 120
 
 
-def _wait(env: str, tr, done, timeout: float, what: str) -> dict[str, patroni.Member]:
+def _wait(environment: Environment, tr, done, timeout: float, what: str) -> dict[str, patroni.Member]:
     """Poll Patroni until done(members by name) holds; OperationFailed naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     by: dict[str, patroni.Member] = {}
     while True:
         try:
-            by = {m.name: m for m in ops.members(env, tr)[0]}
+            by = {m.name: m for m in ops.members(environment, tr)[0]}
         except OperationFailed:
             by = {}
         if done(by):
@@ -49,8 +50,10 @@ def _stream(names: list[str]):
 class _Cluster:
     """The members and what has been done to them, so a failure can be undone step for step."""
 
-    def __init__(self, env: str, tr, lead: inventory.Host, standbys: list[inventory.Host], aside: str, log):
-        self.env, self.tr, self.lead, self.standbys, self.aside, self.log = env, tr, lead, standbys, aside, log
+    def __init__(self, environment: Environment, tr, lead: inventory.Host, standbys: list[inventory.Host],
+                 aside: str, log):
+        self.environment, self.tr, self.lead, self.standbys = environment, tr, lead, standbys
+        self.aside, self.log = aside, log
         self.stopped: list[inventory.Host] = []
         self.moved: list[inventory.Host] = []
 
@@ -70,11 +73,11 @@ class _Cluster:
     def start(self, lead_check) -> None:
         """The leader first; the standbys once it leads (they follow or clone from it)."""
         self.run(self.lead, live.start_member_cmd(), f"starting Patroni on {self.lead.name}")
-        _wait(self.env, self.tr, _leads(self.lead.name), LEADER_WAIT, f"{self.lead.name} leading")
+        _wait(self.environment, self.tr, _leads(self.lead.name), LEADER_WAIT, f"{self.lead.name} leading")
         lead_check()
         for h in self.standbys:
             self.run(h, live.start_member_cmd(), f"starting Patroni on {h.name}")
-        _wait(self.env, self.tr, _stream([h.name for h in self.standbys]), CLONE_WAIT,
+        _wait(self.environment, self.tr, _stream([h.name for h in self.standbys]), CLONE_WAIT,
               f"{', '.join(h.name for h in self.standbys)} streaming from {self.lead.name}")
 
     def roll_back(self) -> None:
@@ -93,33 +96,32 @@ class _Cluster:
         self.start(lambda: None)
 
 
-def run(env: str, plan: dict, log) -> dict:
-    from roadie.deploy import run as deploy_run, table
+def run(environment: Environment, plan: dict, log) -> dict:
     from roadie.ops import maintenance
+    from roadie.state import table
 
-    tr = ops.transport(env)
-    hosts = {h.name: h for h in ops.db_hosts(env)}
+    tr = environment.transport
+    hosts = {h.name: h for h in ops.db_hosts(environment)}
     lead, standbys = hosts[plan["on"]], [hosts[n] for n in plan["standbys"]]
     when = barman.parse_target(plan["target_time"]) if plan["target_time"] else None
-    cluster = _Cluster(env, tr, lead, standbys, live.aside_dir(plan["stamp"]), log)
+    cluster = _Cluster(environment, tr, lead, standbys, live.aside_dir(plan["stamp"]), log)
     start = time.monotonic()
     # Undone in reverse whatever happens, each undo even when one before it fails:
     # maintenance off, then the locks, then the connections.
     with contextlib.ExitStack() as undo:
-        undo.callback(tr.close)
         for c in plan["clients"]:
-            lock = deploy_run.lock_for(env, c)
+            lock = environment.lock(c)
             lock.acquire(table.actor(), "db.restore live", f"restore {plan['backup_id']} over the live cluster")
             undo.callback(lock.release)
             lock.start_renewing()
         if when is not None:
             backups.archive_now(tr, lead, log)
-        fresh = backups.backup(env, {"on": lead.name})
+        fresh = backups.backup(environment, {"on": lead.name})
         log(f"fresh backup {fresh['backup_id']} ({fresh['size']} bytes, {fresh['seconds']} s): "
             "the state being replaced stays restorable")
         for c in plan["clients"]:
-            if not maintenance.switch(env, c, True, message="db.restore live")["was_on"]:
-                undo.callback(maintenance.switch, env, c, False, message="db.restore live")
+            if not maintenance.switch(environment, c, True, message="db.restore live")["was_on"]:
+                undo.callback(maintenance.switch, environment, c, False, message="db.restore live")
         status, body = patroni.split_answer(tr.run(lead, patroni.config_cmd(lead.address),
                                                    "reading Patroni's dynamic configuration"))
         if status != 200:
@@ -152,14 +154,14 @@ def run(env: str, plan: dict, log) -> dict:
         if probe[-1:] != ["f"]:
             raise OperationFailed(f"{lead.name} leads the restored cluster but is in recovery")
         downtime = round(time.monotonic() - down, 2)
-        tables = barman.parse_verify(tr.run(lead, barman.verify_cmd("catalog", model.load().database.port,
+        tables = barman.parse_verify(tr.run(lead, barman.verify_cmd("catalog", environment.stack.database.port,
                                                                     live.SERVING_SOCKETS), "verifying the restore"))
         for h in standbys:
             tr.run(h, live.drop_aside_cmd(cluster.aside), f"dropping the old data directory of {h.name}")
-        _await_clients(env, tr, plan["clients"], log)
+        _await_clients(environment, tr, plan["clients"], log)
         # The restored cluster runs on a new timeline: a base backup on it, so a later point-in-time
         # restore has one to replay onto (the fresh backup above is on the timeline left behind).
-        after = backups.backup(env, {"on": lead.name})
+        after = backups.backup(environment, {"on": lead.name})
         log(f"base backup {after['backup_id']} of the restored cluster ({after['seconds']} s)")
         return {"backup_id": plan["backup_id"], "target_time": plan["target_time"], "on": lead.name,
                 "into": "live", "fresh_backup": fresh["backup_id"], "after_backup": after["backup_id"],
@@ -183,12 +185,9 @@ def _put_config(tr, lead: inventory.Host, config: dict, timeout: float = 60) -> 
         raise OperationFailed(f"Patroni refused the saved configuration ({status}): {body.strip()[:200]}")
 
 
-def _await_clients(env: str, tr, clients: list[str], log) -> None:
+def _await_clients(environment: Environment, tr, clients: list[str], log) -> None:
     """Until the clients' servers are UP in the balancer again (they reconnect by themselves)."""
-    from roadie.deploy import run as deploy_run
-
-    stack, inv = model.load(), inventory.load(env)
-    balancer = deploy_run.balancer_for(inv, tr, stack)
+    stack, balancer = environment.stack, environment.balancer
     deadline = time.monotonic() + CLIENT_WAIT
     for c in clients:
         backend = stack.service(c).backend

@@ -26,7 +26,7 @@ from roadie.commands import release_host as cmd
 from roadie.commands.haproxy import Server
 from roadie.deploy import plan as planner
 from roadie.errors import HostUnreachable, OperationFailed
-from roadie.events import Event, event
+from roadie.events import Event, Kind, event
 from roadie.inventory import Host
 from roadie.model import Service
 
@@ -137,7 +137,7 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
     def one(name: str) -> None:
         host = d.hosts[name]
         if version in facts[name]["releases"]:
-            d.emit(event("deploy.staged", f"  {name}: {version} already unpacked", host=name, version=version,
+            d.emit(event(Kind.STAGED, f"  {name}: {version} already unpacked", host=name, version=version,
                          already=True))
             return
         if facts[name]["disk_free"] < need:
@@ -155,7 +155,7 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
                 pass
             raise HostFailed(name, "stage", exc.message) from None
         secs = round(time.monotonic() - started, 3)
-        d.emit(event("deploy.staged", f"  {name}: {version} staged ({secs:.1f} s)", host=name, version=version,
+        d.emit(event(Kind.STAGED, f"  {name}: {version} staged ({secs:.1f} s)", host=name, version=version,
                      seconds=secs))
 
     _on_each(names, one)
@@ -165,7 +165,7 @@ def migrate(d: Deps, name: str, version: str) -> None:
     started = time.monotonic()
     d.transport.run(d.hosts[name], cmd.migrate(version), "migrating the database", timeout=STEP_SECONDS["migrate"])
     secs = round(time.monotonic() - started, 3)
-    d.emit(event("deploy.migrated", f"  migrations of {version} applied from {name} ({secs:.1f} s)", host=name,
+    d.emit(event(Kind.MIGRATED, f"  migrations of {version} applied from {name} ({secs:.1f} s)", host=name,
                  version=version, seconds=secs))
 
 
@@ -240,13 +240,13 @@ def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[Host
         now = time.monotonic()
         r.steps[what] = now - clock[r.host]
         clock[r.host] = now
-        d.emit(event("deploy.host.step", f"    {r.host}: {what} ({r.steps[what]:.1f} s)", host=r.host, step=what,
+        d.emit(event(Kind.HOST_STEP, f"    {r.host}: {what} ({r.steps[what]:.1f} s)", host=r.host, step=what,
                      seconds=round(r.steps[what], 3)))
 
     def failed(r: HostResult, exc: Exception) -> None:
         r.error = f"{step[r.host]}: {getattr(exc, 'message', None) or exc}"
         r.result = "failed"
-        d.emit(event("deploy.host.failed", f"  {r.host}: FAILED at {r.error}", host=r.host, step=step[r.host],
+        d.emit(event(Kind.HOST_FAILED, f"  {r.host}: FAILED at {r.error}", host=r.host, step=step[r.host],
                      error=r.error))
         on_host = step[r.host] not in ("drain", "enable")  # those two are the balancer's steps, not the host's
         _put_back(d, r, switched=step[r.host] != "drain", unreachable=on_host and isinstance(exc, HostUnreachable))
@@ -284,7 +284,7 @@ def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[Host
         for r in live:
             done(r, "drain")
             if r.host in left:
-                d.emit(event("deploy.host.drain_timeout", f"    {r.host}: {left[r.host].sessions} session(s) open "
+                d.emit(event(Kind.HOST_DRAIN_TIMEOUT, f"    {r.host}: {left[r.host].sessions} session(s) open "
                              "at the drain timeout", host=r.host, sessions=left[r.host].sessions))
     live = each(move, live)
     if d.balancer:
@@ -301,7 +301,7 @@ def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[Host
             done(r, "enable")
     for r in live:
         r.result = "ok"
-        d.emit(event("deploy.host.done", f"  {r.host}: {r.from_version or '(none)'} -> {r.to_version}, in service",
+        d.emit(event(Kind.HOST_DONE, f"  {r.host}: {r.from_version or '(none)'} -> {r.to_version}, in service",
                      host=r.host, to=r.to_version, **{"from": r.from_version}))
     return rs
 
@@ -324,7 +324,7 @@ def _put_back(d: Deps, r: HostResult, switched: bool, unreachable: bool = False)
             d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous",
                             timeout=STEP_SECONDS["previous"])
             r.result = "reverted"
-            d.emit(event("deploy.host.reverted", f"  {name}: back on {r.from_version}", host=name, to=r.from_version))
+            d.emit(event(Kind.HOST_REVERTED, f"  {name}: back on {r.from_version}", host=name, to=r.from_version))
     except Exception as exc:  # the old release is unhealthy too: say so, still re-enable below
         r.error += f"; putting back {r.from_version} failed too: {getattr(exc, 'message', exc)}"
     if d.balancer:
@@ -371,7 +371,7 @@ def _capacity(d: Deps, batch: list[str], min_healthy: int) -> tuple[list[str], s
         if not returning or time.monotonic() >= deadline:
             return [], why + (f"; still not UP after {CAPACITY_WAIT:.0f} s" if returning else "")
         if not announced:
-            d.emit(event("deploy.capacity.waiting", f"waiting up to {CAPACITY_WAIT:.0f} s for "
+            d.emit(event(Kind.CAPACITY_WAITING, f"waiting up to {CAPACITY_WAIT:.0f} s for "
                          f"{', '.join(returning)} to come back UP in the balancer", hosts=returning,
                          seconds=CAPACITY_WAIT))
             announced = True
@@ -397,14 +397,14 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
                 pending.insert(0, [h for h in batch if h not in chosen])
             batch = chosen
         label = "canary" if canary & set(batch) else f"batch {done_batches + 1}"
-        d.emit(event("deploy.batch.started", f"{label}: {', '.join(batch)}", index=done_batches + 1, hosts=batch,
+        d.emit(event(Kind.BATCH_STARTED, f"{label}: {', '.join(batch)}", index=done_batches + 1, hosts=batch,
                      canary=bool(canary & set(batch))))
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(batch))) as pool:
             rotate(d, [results[n] for n in batch], pool)
         done_batches += 1
         failed = [n for n in batch if results[n].result in ("failed", "reverted")]
         failures += len(failed)
-        d.emit(event("deploy.batch.done", f"batch {done_batches} done" + (f", failed: {', '.join(failed)}" if failed
+        d.emit(event(Kind.BATCH_DONE, f"batch {done_batches} done" + (f", failed: {', '.join(failed)}" if failed
                                                                           else ""),
                      index=done_batches, hosts=batch, failed=failed))
         if failed and failures > p.max_fail and stop_on_fail:
@@ -412,11 +412,11 @@ def roll(d: Deps, p: planner.Plan, results: dict[str, HostResult], stop_on_fail:
             return Outcome("failed", results, f"{first.host}: {first.error}", done_batches)
         if d.judge and canary & set(batch) and not failed:
             old = [n for n, r in results.items() if r.result == "pending"]
-            d.emit(event("deploy.canary.baking", f"canary {', '.join(batch)}: baking against {', '.join(old)}",
+            d.emit(event(Kind.CANARY_BAKING, f"canary {', '.join(batch)}: baking against {', '.join(old)}",
                          hosts=batch, baseline=old))
             judged = d.judge(batch, old)
             verdict = judged.as_dict()
-            d.emit(event("deploy.canary.verdict", judged.summary(), **verdict))
+            d.emit(event(Kind.CANARY_VERDICT, judged.summary(), **verdict))
             if not judged.ok:
                 return Outcome("failed", results, judged.summary(), done_batches, verdict)
     return Outcome("ok", results, None, done_batches, verdict)
@@ -427,7 +427,7 @@ def revert(d: Deps, p: planner.Plan, results: dict[str, HostResult]) -> list[str
     moved = [n for n, r in results.items() if r.result == "ok" and r.from_version and n not in d.known_down]
     if not moved:
         return []
-    d.emit(event("deploy.revert.started", f"putting back {', '.join(moved)}", hosts=moved))
+    d.emit(event(Kind.REVERT_STARTED, f"putting back {', '.join(moved)}", hosts=moved))
     size = max(len(b.hosts) for b in p.batches)
     back = {n: HostResult(n, results[n].to_version, results[n].from_version, previous=results[n].previous,
                           reverting=True) for n in moved}
@@ -461,6 +461,6 @@ def prune(d: Deps, names: list[str]) -> None:
             d.transport.run(d.hosts[name], cmd.prune(d.service.name), "pruning old releases",
                             timeout=STEP_SECONDS["prune"])
         except OperationFailed as exc:  # old releases left behind cost disk, not service
-            d.emit(event("deploy.prune_failed", host=name, error=exc.message))
+            d.emit(event(Kind.PRUNE_FAILED, host=name, error=exc.message))
 
     _on_each(names, one)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from roadie import inventory, model
-from roadie.deploy import engine, run
+from roadie.deploy import engine
+from roadie.environment import Environment
 from roadie.errors import OperationFailed
 
 
@@ -15,13 +15,12 @@ def _balancer_view(balancer, backend: str) -> dict[str, str]:
         return {"*": f"unknown: {exc.message}"}
 
 
-def _maintenance_view(inv, transport, stack) -> dict:
+def _maintenance_view(balancer) -> dict:
     """{backend: retry_after} of the backends in maintenance; {"*": why} when it cannot be read."""
     from roadie.errors import BadInput
-    from roadie.ops import maintenance
 
     try:
-        return maintenance.for_env(inv, transport, stack).state()
+        return balancer.maintenance()
     except (OperationFailed, BadInput) as exc:
         return {"*": f"unknown: {exc.message}"}
 
@@ -33,31 +32,26 @@ def unreachable_facts(exc: OperationFailed) -> dict:
             "error": exc.message}
 
 
-def collect(env: str) -> dict:
-    stack = model.load()
-    inv = inventory.load(env)
-    transport = run.transport_for(inv)
-    balancer = run.balancer_for(inv, transport, stack)
+def collect(environment: Environment) -> dict:
+    stack, inv = environment.stack, environment.inventory
+    transport, balancer = environment.transport, environment.balancer
     services = []
-    try:
-        in_maintenance = _maintenance_view(inv, transport, stack)
-        for svc in stack.services.values():
-            hosts = inv.group(svc.group)
-            deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer)
-            facts = engine.host_facts(deps, list(deps.hosts), unreachable=unreachable_facts)
-            rows = [{"host": n, **{k: f.get(k) for k in ("current", "previous", "releases", "active")},
-                     **({"error": f["error"]} if "error" in f else {})}
-                    for n, f in facts.items()]
-            view = _balancer_view(balancer, svc.backend)
-            for r in rows:
-                r["balancer"] = view.get(r["host"], view.get("*", "not in balancer"))
-            holder = run.lock_for(env, svc.name).holder()
-            services.append({"service": svc.name, "versions": sorted({r["current"] for r in rows if r["current"]}),
-                             "hosts": rows,
-                             "maintenance": {"on": svc.backend in in_maintenance,
-                                             "retry_after": in_maintenance.get(svc.backend),
-                                             "error": in_maintenance.get("*")},
-                             "lock": {**holder.as_dict(), "describe": holder.describe()} if holder else None})
-    finally:
-        transport.close()
-    return {"env": env, "services": services}
+    in_maintenance = _maintenance_view(balancer)
+    for svc in stack.services.values():
+        hosts = inv.group(svc.group)
+        deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer)
+        facts = engine.host_facts(deps, list(deps.hosts), unreachable=unreachable_facts)
+        rows = [{"host": n, **{k: f.get(k) for k in ("current", "previous", "releases", "active")},
+                 **({"error": f["error"]} if "error" in f else {})}
+                for n, f in facts.items()]
+        view = _balancer_view(balancer, svc.backend)
+        for r in rows:
+            r["balancer"] = view.get(r["host"], view.get("*", "not in balancer"))
+        holder = environment.lock(svc.name).holder()
+        services.append({"service": svc.name, "versions": sorted({r["current"] for r in rows if r["current"]}),
+                         "hosts": rows,
+                         "maintenance": {"on": svc.backend in in_maintenance,
+                                         "retry_after": in_maintenance.get(svc.backend),
+                                         "error": in_maintenance.get("*")},
+                         "lock": {**holder.as_dict(), "describe": holder.describe()} if holder else None})
+    return {"env": environment.name, "services": services}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from roadie.events import Kind
+
 STEPS = ("drain", "switch", "restart", "health", "enable")
 
 
@@ -43,20 +45,20 @@ class RolloutView:
     def apply(self, ev) -> None:
         """Move the picture on by one engine event (unknown kinds change nothing)."""
         f = ev.fields
-        if ev.kind == "deploy.batch.started":
+        if ev.kind == Kind.BATCH_STARTED:
             for h in f.get("hosts", []):
                 self._set(h, "drain", "yellow")
-        elif ev.kind == "deploy.host.step":
+        elif ev.kind == Kind.HOST_STEP:
             following = STEPS[STEPS.index(f["step"]) + 1:] if f.get("step") in STEPS else ()
             if following:
                 self._set(f["host"], following[0], "yellow")
-        elif ev.kind == "deploy.host.done":
+        elif ev.kind == Kind.HOST_DONE:
             self._set(f.get("host"), "in service", "green")
-        elif ev.kind == "deploy.host.failed":
+        elif ev.kind == Kind.HOST_FAILED:
             self._set(f.get("host"), f"failed at {f.get('step')}", "red")
-        elif ev.kind == "deploy.host.reverted":
+        elif ev.kind == Kind.HOST_REVERTED:
             self._set(f.get("host"), f"back on {f.get('to')}", "magenta")
-        elif ev.kind == "deploy.batch.done":
+        elif ev.kind == Kind.BATCH_DONE:
             self.batches_done = f.get("index", self.batches_done + 1)
 
     def rows(self, now: float | None = None) -> list[tuple[str, str, str, str]]:

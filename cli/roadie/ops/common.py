@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -13,15 +12,6 @@ from roadie import inventory
 from roadie.errors import BadInput, OperationFailed
 
 PARALLEL = 16
-
-
-def audit(env: str, operation: str, service: str, started: float, result: str, **facts) -> dict:
-    """One audit record (who, when, what, result) in the environment's deploys table."""
-    from roadie.deploy import run, table
-    from roadie.deploy.audit import iso
-
-    return run.record(env, {"operation": operation, "service": service, **table.actor(), "result": result,
-                            "started_at": iso(started), "seconds": round(time.time() - started, 3), **facts})
 
 
 def selection(value: str | None, what: str = "--hosts") -> list[str] | None:

@@ -12,7 +12,7 @@ import time
 
 from roadie import inventory, model
 from roadie.commands import release_host
-from roadie.deploy import run
+from roadie.environment import Environment
 from roadie.errors import BadInput
 from roadie.ops import common
 
@@ -79,41 +79,39 @@ def check_bound(bound: str) -> str:
     return bound
 
 
-def check(env: str, names: list[str] | None, keep: int, journal_size: str) -> list[inventory.Host]:
+def check(environment: Environment, names: list[str] | None, keep: int, journal_size: str
+          ) -> list[inventory.Host]:
     """The hosts to clean, or BadInput before anything is read or changed."""
     if keep < 2:
         raise BadInput("--keep must be at least 2: `current` and `previous` always stay.")
     check_bound(journal_size)
-    inv = inventory.load(env)
+    inv = environment.inventory
     return common.select(inv, names) if names is not None else list(inv.hosts.values())  # [] is refused
 
 
-def usage(env: str, names: list[str] | None = None, top: int = TOP) -> dict[str, dict]:
+def usage(environment: Environment, names: list[str] | None = None, top: int = TOP) -> dict[str, dict]:
     """Per host: mounts and top consumers (or {"error": ...} for a host that did not answer)."""
-    inv = inventory.load(env)
+    inv = environment.inventory
     hosts = common.select(inv, names) if names is not None else list(inv.hosts.values())  # [] is refused
-    transport = run.transport_for(inv)
-    try:
-        return common.on_hosts(hosts, lambda h: parse_usage(transport.run(h, usage_cmd(top), "reading disk usage")))
-    finally:
-        transport.close()
+    transport = environment.transport
+    return common.on_hosts(hosts, lambda h: parse_usage(transport.run(h, usage_cmd(top), "reading disk usage")))
 
 
-def clean(env: str, names: list[str] | None = None, keep: int = release_host.KEEP_RELEASES,
+def clean(environment: Environment, names: list[str] | None = None, keep: int = release_host.KEEP_RELEASES,
           journal_size: str = JOURNAL_BOUND, plan_only: bool = False, message: str = "") -> dict[str, dict]:
     """Per host: releases beyond `keep` (removed unless plan_only) and the journal vacuumed to a bound."""
-    hosts = check(env, names, keep, journal_size)
-    stack, inv = model.load(), inventory.load(env)
+    hosts = check(environment, names, keep, journal_size)
+    stack = environment.stack
     services = sorted({s for h in hosts for s in services_on(stack, h)})
-    transport = run.transport_for(inv)
+    transport = environment.transport
     locks = []
     started, result = time.time(), "failed"
     try:
         if not plan_only:
-            from roadie.deploy import table
+            from roadie.state import table
 
             for s in services:  # no deploy switches releases while they are pruned
-                lock = run.lock_for(env, s)
+                lock = environment.lock(s)
                 lock.acquire(table.actor(), "ops disk clean", message)
                 locks.append(lock)
 
@@ -138,12 +136,12 @@ def clean(env: str, names: list[str] | None = None, keep: int = release_host.KEE
     finally:
         try:
             if not plan_only:
-                common.audit(env, "disk.clean", ",".join(services) or "-", started, result,
-                             hosts=[h.name for h in hosts], keep=keep, journal_size=journal_size, message=message)
+                environment.audit("disk.clean", result, service=",".join(services) or "-", started=started,
+                                  hosts=[h.name for h in hosts], keep=keep, journal_size=journal_size,
+                                  message=message)
         finally:
             for lock in locks:
                 lock.release()
-            transport.close()
 
 
 def human(n: int) -> str:

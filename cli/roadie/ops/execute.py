@@ -1,4 +1,7 @@
-"""`roadie ops exec GROUP -- CMD`: one command on every host of a group, the output grouped by host."""
+"""`roadie ops exec GROUP -- CMD`: one command on every host of a group, the output grouped by host.
+
+Through the environment's transport (run_each): SSH, or SSM Run Command on AWS.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import time
 
 from roadie import inventory
 from roadie.errors import BadInput
-from roadie.ops import common, remote
+from roadie.transport import Result
 
 
 def command_line(argv: tuple[str, ...] | list[str]) -> str:
@@ -18,15 +21,17 @@ def command_line(argv: tuple[str, ...] | list[str]) -> str:
     return argv[0] if len(argv) == 1 else " ".join(shlex.quote(a) for a in argv)
 
 
-def run(env: str, hosts: list[inventory.Host], cmd: str, group: str, message: str = "",
-        timeout: float = 300) -> dict[str, remote.Result]:
+def run(environment, hosts: list[inventory.Host], cmd: str, group: str, message: str = "",
+        timeout: float = 300) -> dict[str, Result]:
+    """Every host's Result, and one audit record: each host's exit (None: no answer), or the hosts asked when
+    it was interrupted."""
     started = time.time()
-    results: dict[str, remote.Result] = {}
+    results: dict[str, Result] = {}
     try:
-        results = remote.Fanout(env, hosts).run(cmd, timeout=timeout)
+        results = environment.transport.run_each(hosts, cmd, "ops exec", timeout=timeout)
         return results
     finally:
         ok = results and all(r.exit == 0 for r in results.values())
-        common.audit(env, "exec", group, started, "ok" if ok else ("failed" if results else "interrupted"),
-                     command=cmd, hosts={n: r.exit for n, r in results.items()} or [h.name for h in hosts],
-                     message=message)
+        environment.audit("exec", "ok" if ok else ("failed" if results else "interrupted"), service=group,
+                          started=started, command=cmd,
+                          hosts={n: r.exit for n, r in results.items()} or [h.name for h in hosts], message=message)

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 
 from roadie import inventory, model
 from roadie.commands.haproxy import Server
-from roadie.deploy import engine, run, table
+from roadie.deploy import engine, run
 from roadie.deploy import plan as planner
+from roadie.environment import Environment
 from roadie.errors import BadInput
-from roadie.ops import common
+from roadie.state import table
 
 
 @dataclass
 class Target:
-    env: str
+    environment: Environment
     host: str
     service: model.Service
     deps: engine.Deps
@@ -42,13 +43,11 @@ def service_of(inv: inventory.Inventory, stack: model.Stack, host: str) -> model
                    "only service hosts can be drained or enabled.")
 
 
-def target(env: str, host: str, emit=lambda ev: None) -> Target:
-    stack, inv = model.load(), inventory.load(env)
-    svc = service_of(inv, stack, host)
-    transport = run.transport_for(inv)
-    deps = engine.Deps(service=svc, hosts={h.name: h for h in run.tier(inv, svc, None)}, transport=transport,
-                       balancer=run.balancer_for(inv, transport, stack), emit=emit)
-    return Target(env, host, svc, deps)
+def target(environment: Environment, host: str, emit=lambda ev: None) -> Target:
+    svc = service_of(environment.inventory, environment.stack, host)
+    deps = engine.Deps(service=svc, hosts={h.name: h for h in run.tier(environment, svc, None)},
+                       transport=environment.transport, balancer=environment.balancer, emit=emit)
+    return Target(environment, host, svc, deps)
 
 
 def must_drain(servers: dict[str, Server], host: str, tier: list[str], min_healthy: int, service: str) -> bool:
@@ -83,7 +82,7 @@ def change(t: Target, operation: str, message: str = "") -> dict:
     and wait until the balancer sees it UP; under the service lock, audited."""
     d, svc = t.deps, t.service
     actor = table.actor()
-    lock = run.lock_for(t.env, svc.name)
+    lock = t.environment.lock(svc.name)
     lock.acquire(actor, f"ops {operation} {t.host}", message)
     started, result, doc = time.time(), "failed", {"host": t.host, "service": svc.name, "operation": operation}
     try:
@@ -101,8 +100,8 @@ def change(t: Target, operation: str, message: str = "") -> dict:
     finally:
         try:
             if result:
-                common.audit(t.env, operation, svc.name, started, result, host=t.host, message=message,
-                             changed=doc.get("changed"))
+                t.environment.audit(operation, result, service=svc.name, started=started, host=t.host,
+                                    message=message, changed=doc.get("changed"))
         finally:
             lock.release()
             d.transport.close()
