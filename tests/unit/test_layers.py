@@ -83,3 +83,20 @@ def test_no_module_imports_from_a_higher_layer():
 ])
 def test_an_upward_import_is_reported(module, target):
     assert upward({module: {target}}) != []
+
+
+def test_the_cli_modules_import_nothing_private_from_each_other():
+    """cli/ops.py reuses the deploy command's flow through its public names, not `_run` and friends."""
+    private = []
+    for path in (PACKAGE / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("roadie.cli"):
+                private += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert private == []
+
+
+def test_yes_and_plan_are_defined_once():
+    """Every command's --yes and --plan come from roadie.cli.options (they were declared 10 and 6 times)."""
+    defined = sorted(p.name for p in (PACKAGE / "cli").glob("*.py")
+                     if '"--yes"' in p.read_text() or '"--plan"' in p.read_text())
+    assert defined == ["options.py"]

@@ -63,7 +63,7 @@ def _recap_rows(recap: cmd.Recap) -> list[tuple]:
 @click.option("--strategy", type=click.Choice(cmd.STRATEGIES), default="auto", envvar="ROADIE_ANSIBLE_STRATEGY",
               show_default=True, help="auto: mitogen when installed, else Ansible's linear strategy.")
 @click.option("--playbook", default="site.yml", show_default=True, help="A playbook in playbooks/ (one per tier).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask; required to converge production without a terminal.")
+@options.yes("Do not ask; required to converge production without a terminal.")
 @options.common
 @click.pass_context
 def converge(ctx, limit, tags, check, diff, strategy, playbook, yes):

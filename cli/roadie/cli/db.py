@@ -64,8 +64,8 @@ def status(ctx):
 @click.option("--to", "to", help="The standby to promote (default: the synchronous standby).")
 @click.option("--max-lag", type=click.IntRange(min=0), default=patroni.MAX_LAG_BYTES, show_default=True,
               help="Refuse when the target is further behind than this many bytes.")
-@click.option("--plan", "plan_only", is_flag=True, help="Show what would happen; change nothing.")
-@click.option("--yes", is_flag=True, help="No confirmation prompt (production).")
+@options.plan("Show what would happen; change nothing.")
+@options.yes("No confirmation prompt (production).")
 @options.common
 @click.pass_context
 def switchover(ctx, to, max_lag, plan_only, yes):
@@ -91,7 +91,7 @@ def switchover(ctx, to, max_lag, plan_only, yes):
 
 
 @db.command()
-@click.option("--plan", "plan_only", is_flag=True, help="Show where the backup would run; change nothing.")
+@options.plan("Show where the backup would run; change nothing.")
 @options.common
 @click.pass_context
 def backup(ctx, plan_only):
@@ -131,8 +131,8 @@ def list_backups(ctx):
 @db.command()
 @click.option("--keep", type=int, help="Keep the newest N backups (and the WAL they need).")
 @click.option("--days", type=int, help="Keep what a restore to any time in the last D days needs.")
-@click.option("--plan", "plan_only", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option("--yes", is_flag=True, help="No confirmation prompt (production).")
+@options.plan("List what would be deleted; delete nothing.")
+@options.yes("No confirmation prompt (production).")
 @options.common
 @click.pass_context
 def prune(ctx, keep, days, plan_only, yes):
@@ -163,7 +163,7 @@ def prune(ctx, keep, days, plan_only, yes):
 @click.option("--force", is_flag=True, help="Allow --into live: every member's data is replaced.")
 @click.option("--confirm", "typed", metavar="CLUSTER",
               help="The cluster's name, typed ahead (for --into live without a terminal).")
-@click.option("--plan", "plan_only", is_flag=True, help="Show which backup, host and steps; change nothing.")
+@options.plan("Show which backup, host and steps; change nothing.")
 @options.common
 @click.pass_context
 def restore(ctx, backup_id, target, into, keep, force, typed, plan_only):

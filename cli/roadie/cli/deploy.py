@@ -37,7 +37,7 @@ def _print_plan(out, prepared) -> None:
              f"drain timeout {p.drain_timeout} s; expected about {p.expected_seconds():.0f} s")
 
 
-def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=False, resume=False):
+def run_operation(ctx, service, version, opts, operation, plan_only, yes, to_previous=False, resume=False):
     from roadie.deploy import preflight
 
     inventory_read = preflight.read_inventory_early(ctx.obj.env)
@@ -113,7 +113,7 @@ def _run(ctx, service, version, opts, operation, plan_only, yes, to_previous=Fal
                               + "; ".join(f"{r.host}: {r.error}" for r in failed))
 
 
-def _deploy_options(f):
+def deploy_options(f):
     f = click.option("--batch-size", "batch", help="Hosts per batch: N or N% of the tier.")(f)
     f = click.option("--canary", type=int, help="A first batch of N hosts, health-gated before the rest.")(f)
     f = click.option("--bake", type=int, help="Seconds the canary serves real traffic before it is judged against "
@@ -131,12 +131,12 @@ def _deploy_options(f):
     f = click.option("--lock-wait", type=float, default=0, show_default=True,
                      help="Seconds to wait for another deploy's lock instead of refusing.")(f)
     f = click.option("--message", "-m", default="", help="Why: kept with the lock and the audit record.")(f)
-    f = click.option("--plan", "plan_only", is_flag=True, help="Print batches and versions; change nothing.")(f)
-    f = click.option("--yes", is_flag=True, help="No confirmation prompt (production).")(f)
+    f = options.plan("Print batches and versions; change nothing.")(f)
+    f = options.yes("No confirmation prompt (production).")(f)
     return options.common(f)
 
 
-def _options(kw: dict):
+def options_of(kw: dict):
     """Options from the shared flags; `plan` and `yes` are returned apart."""
     from roadie.deploy.run import Options
 
@@ -150,23 +150,23 @@ def _options(kw: dict):
 @click.argument("version")
 @click.option("--resume", is_flag=True, help="Finish a deploy of VERSION whose machine died: hosts it left drained "
                                               "are put back in service first (read from the journal).")
-@_deploy_options
+@deploy_options
 @click.pass_context
 def deploy(ctx, service, version, resume, **flags):
     """Roll VERSION of SERVICE out, batch by batch, through the balancer."""
-    opts, plan_only, yes = _options(flags)
-    _run(ctx, service, version, opts, "deploy", plan_only, yes, resume=resume)
+    opts, plan_only, yes = options_of(flags)
+    run_operation(ctx, service, version, opts, "deploy", plan_only, yes, resume=resume)
 
 
 @click.command()
 @click.argument("service")
 @click.option("--to", "to_version", help="The version to return to (default: each host's previous release).")
-@_deploy_options
+@deploy_options
 @click.pass_context
 def rollback(ctx, service, to_version, **flags):
     """Roll SERVICE back to each host's previous release (or --to VERSION), like a deploy."""
-    opts, plan_only, yes = _options(flags)
-    _run(ctx, service, to_version, opts, "rollback", plan_only, yes, to_previous=to_version is None)
+    opts, plan_only, yes = options_of(flags)
+    run_operation(ctx, service, to_version, opts, "rollback", plan_only, yes, to_previous=to_version is None)
 
 
 @click.command()
@@ -229,7 +229,7 @@ def lock_status(ctx, service):
 @lock.command("release")
 @click.argument("service")
 @click.option("--force", is_flag=True, required=True, help="Required: take the lock away from its holder.")
-@click.option("--yes", is_flag=True, help="No confirmation prompt (production).")
+@options.yes("No confirmation prompt (production).")
 @options.common
 @click.pass_context
 def lock_release(ctx, service, force, yes):

@@ -45,8 +45,8 @@ def _bastion_note(o, env: str, known_hosts, already: bool) -> str:
 
 @hosts.command("pin-keys")
 @click.option("--hosts", "selection", help="Groups or hosts, comma-separated (default: every host).")
-@click.option("--plan", "plan_only", is_flag=True, help="Say what would be pinned or replaced; change nothing.")
-@click.option("--yes", is_flag=True, help="Replace keys that changed without asking.")
+@options.plan("Say what would be pinned or replaced; change nothing.")
+@options.yes("Replace keys that changed without asking.")
 @options.common
 @click.pass_context
 def pin_keys(ctx, selection, plan_only, yes):

@@ -33,7 +33,7 @@ def _run(ctx: click.Context, operation: str, stack: str, yes: bool) -> None:
 def _verb(operation: str, doc: str):
     @click.option("--stack", "-s", required=True, envvar="ROADIE_STACK",
                   help="Stack name: one of infra/Pulumi.<stack>.yaml.")
-    @click.option("--yes", "-y", is_flag=True, help="Do not ask; required for production up/destroy in CI.")
+    @options.yes("Do not ask; required for production up/destroy in CI.")
     @options.output
     @click.pass_context
     def command(ctx, stack, yes):

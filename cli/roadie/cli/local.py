@@ -99,7 +99,7 @@ def image(ctx):
 
 @local.command()
 @click.argument("host")
-@click.option("--yes", is_flag=True, help="Do not ask.")
+@options.yes("Do not ask.")
 @options.common
 @click.pass_context
 def kill(ctx, host, yes):

@@ -6,7 +6,8 @@ import click
 
 from roadie import output
 from roadie.cli import options
-from roadie.cli.deploy import _confirm, _deploy_options, _options, _run
+from roadie.cli.deploy import deploy_options, options_of, run_operation
+from roadie.confirm import confirm
 
 
 @click.group()
@@ -16,20 +17,20 @@ def ops():
 
 @ops.command()
 @click.argument("service")
-@_deploy_options
+@deploy_options
 @click.pass_context
 def restart(ctx, service, **flags):
     """Rolling restart of SERVICE with the deploy engine (batches, drain, health gate, lock); no version change."""
     from roadie.deploy.run import RESTART
 
-    opts, plan_only, yes = _options(flags)
-    _run(ctx, service, None, opts, RESTART, plan_only, yes)
+    opts, plan_only, yes = options_of(flags)
+    run_operation(ctx, service, None, opts, RESTART, plan_only, yes)
 
 
 def _change_options(f):
     f = click.option("--message", "-m", default="", help="Why: kept in the audit record.")(f)
-    f = click.option("--plan", "plan_only", is_flag=True, help="Say what would change; change nothing.")(f)
-    f = click.option("--yes", is_flag=True, help="No confirmation prompt (production).")(f)
+    f = options.plan("Say what would change; change nothing.")(f)
+    f = options.yes("No confirmation prompt (production).")(f)
     return options.common(f)
 
 
@@ -47,7 +48,7 @@ def _host_change(ctx, operation: str, host: str, message: str, plan_only: bool, 
                    f"{operation} {host} ({t.service.name}, now {state}): " + ("would change it" if change
                                                                             else "nothing to change"))
         return
-    _confirm(ctx, f"{operation} {host}", yes)
+    confirm(ctx, f"{operation} {host}", yes)
     doc = hosts.change(t, operation, message)
     left = f", {doc['sessions_left']} session(s) still open at the drain timeout" if doc.get("sessions_left") else ""
     out.result(doc, f"{host}: {doc['state']} in the {t.service.backend} backend"
@@ -85,7 +86,7 @@ def maintenance(ctx, service, state, retry_after, message, plan_only, yes):
     out = output.of(ctx)
     mt.check(service, on, retry_after)  # bad input refused before the prompt
     if not plan_only:
-        _confirm(ctx, f"turn maintenance {state} for {service}", yes)
+        confirm(ctx, f"turn maintenance {state} for {service}", yes)
     doc = mt.switch(ctx.obj.environment, service, on, retry_after, message, plan_only)
     verb = "would be" if plan_only else "is"
     text = (f"{service} {verb} in maintenance: {doc['route']} answers 503, Retry-After {retry_after} s"
@@ -197,7 +198,7 @@ def disk_(ctx, action, selection, keep, journal_size, message, plan_only, yes):
         return
     dk.check(environment, names, keep, journal_size)  # bad input refused before the prompt
     if not plan_only:
-        _confirm(ctx, "clean disks (old releases, journals)", yes)
+        confirm(ctx, "clean disks (old releases, journals)", yes)
     done = dk.clean(environment, names, keep, journal_size, plan_only, message)
     out.result({"env": ctx.obj.env, "plan": plan_only, "keep": keep, "hosts": done})
     verb = "would free" if plan_only else "freed"
@@ -235,7 +236,7 @@ def exec_(ctx, group, command, timeout, message, plan_only, yes):
         out.result({"plan": True, "group": group, "hosts": [h.name for h in hosts], "command": line},
                    f"would run on {', '.join(h.name for h in hosts)}: {line}")
         return
-    _confirm(ctx, f"run `{line}` on {len(hosts)} host(s) of {group}", yes)
+    confirm(ctx, f"run `{line}` on {len(hosts)} host(s) of {group}", yes)
     results = execute.run(environment, hosts, line, group, message, timeout)
     out.result({"group": group, "command": line,
                 "hosts": {n: {"exit": r.exit, "stdout": r.stdout, "stderr": r.stderr, "error": r.error}

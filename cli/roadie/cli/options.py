@@ -28,3 +28,13 @@ def common(f):
     """Add --env and --output to a subcommand."""
     return click.option("--env", default=None, expose_value=False, callback=_setter("env"),
                         help="Same as roadie --env: the inventory under inventories/.")(output(f))
+
+
+def yes(help_text: str = "No confirmation prompt (required to change production without a terminal)."):
+    """--yes (-y): one definition for every command that asks before it changes something."""
+    return click.option("--yes", "-y", is_flag=True, help=help_text)
+
+
+def plan(help_text: str = "Say what would change; change nothing."):
+    """--plan: one definition for every command with a dry run (passed as `plan_only`)."""
+    return click.option("--plan", "plan_only", is_flag=True, help=help_text)

@@ -88,7 +88,7 @@ def verify(ctx, service, version):
 @release.command()
 @click.argument("service")
 @click.argument("version")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask; required to publish to production without a terminal.")
+@options.yes("Do not ask; required to publish to production without a terminal.")
 @options.common
 @click.pass_context
 def publish(ctx, service, version, yes):
@@ -131,7 +131,7 @@ def list_(ctx, service):
 @click.argument("service")
 @click.argument("version")
 @click.option("--hosts", help="Comma-separated hosts of the service's group (default: all of them).")
-@click.option("--yes", "-y", is_flag=True, help="Do not ask; required to install in production without a terminal.")
+@options.yes("Do not ask; required to install in production without a terminal.")
 @options.common
 @click.pass_context
 def install(ctx, service, version, hosts, yes):
