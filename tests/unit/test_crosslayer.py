@@ -25,7 +25,6 @@ import json
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import pytest
 import yaml
 
 from roadie import model
+from tests import roleprobe
 
 ROOT = Path(__file__).resolve().parents[2]
 for _p in (ROOT / "tests" / "infra", ROOT / "services" / "catalog", ROOT / "services" / "streaming"):
@@ -279,14 +279,7 @@ def render_roles(work: Path, inventory: Path = LOCAL_INVENTORY) -> Path:
            "-e", json.dumps(extra)]
     env = {"PATH": f"{ansible.parent}:/usr/bin:/bin", "HOME": str(work), "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(work / "tmp")}
-    # The play runs on this machine: refuse if a role task would run too (one tagged `always`).
-    listed = subprocess.run([*cmd, "--list-tasks"], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
-    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-2000:]
-    tasks = [t.strip() for t in re.findall(r"^\s{6}(\S.*?)\s+TAGS:", listed.stdout, re.M)]
-    foreign = [t for t in tasks if not (t.startswith(("Render ", "Output directory")) or t.endswith(" addresses")
-                                        or "Validating arguments against arg spec" in t)]
-    assert tasks and not foreign, f"the probe would run role tasks on this machine: {foreign}"
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    proc = roleprobe.run(cmd, env, also=(" addresses",))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return out
 

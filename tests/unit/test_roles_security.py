@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests import roleprobe
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORIES = ROOT / "inventories"
@@ -84,15 +85,7 @@ def probe(work: Path, inventory: Path, plays: list[dict], extra: dict | None = N
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(work / "tmp"),
            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
            "ANSIBLE_CACHE_PLUGIN": "memory"}
-    # The play runs on this machine: refuse if a role task would run too (one tagged `always`).
-    listed = subprocess.run([*cmd, "--list-tasks"], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                            env={**env, "ANSIBLE_STDOUT_CALLBACK": "default"})
-    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-2000:]
-    tasks = [t.strip() for t in re.findall(r"^\s{6}(\S.*?)\s+TAGS:", listed.stdout, re.M)]
-    foreign = [t for t in tasks if not (t.startswith(("Render ", "Output directory"))
-                                        or "Validating arguments against arg spec" in t)]
-    assert tasks and not foreign, f"the probe would run role tasks on this machine: {foreign}"
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    proc = roleprobe.run(cmd, env, list_env={**env, "ANSIBLE_STDOUT_CALLBACK": "default"})
     try:
         doc = json.loads(proc.stdout)
     except ValueError:
