@@ -169,6 +169,19 @@ def test_a_failing_command_keeps_its_connection(monkeypatch):
     assert not conn.closed
 
 
+def test_a_channel_closed_without_an_exit_status_is_a_host_that_stopped_answering(monkeypatch):
+    """Seen on the fleet with catalog-2's link cut: TCP_USER_TIMEOUT ended the connection and paramiko gave the
+    switch an exit status of -1; taken for a failed command, the engine then tried to put the host back and
+    waited 30 s for it UP (the deploy ended 68.8 s after the cut)."""
+    from roadie.errors import HostUnreachable
+
+    conn = Conn(result(False, exited=-1))
+    monkeypatch.setattr(transport, "connect", lambda host, env: conn)
+    with pytest.raises(HostUnreachable, match="catalog-1: switching current failed: the connection closed"):
+        transport.SSH("local").run(HOST, "ln -sfn ...", "switching current")
+    assert conn.closed
+
+
 def test_a_connection_is_opened_with_keepalives_and_a_dead_peer_bound(tcp):
     """Without both, a cut link holds a step for TCP's retransmission limit (977 s seen)."""
     conn = Closed(tcp)

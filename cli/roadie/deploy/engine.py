@@ -313,20 +313,25 @@ def _put_back(d: Deps, r: HostResult, switched: bool, unreachable: bool = False)
     left out of rotation: what its last step did is unknown, so it must not take traffic when it returns.
     """
     name = r.host
+    if not unreachable:
+        try:
+            if switched and r.from_version and r.from_version != r.to_version:
+                _switch_and_check(d, name, r.from_version)
+                d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous",
+                                timeout=STEP_SECONDS["previous"])
+                r.result = "reverted"
+                d.emit(event(Kind.HOST_REVERTED, f"  {name}: back on {r.from_version}", host=name,
+                             to=r.from_version))
+        except HostUnreachable as exc:  # it stopped answering on the way back: as below
+            r.error += f"; putting back {r.from_version} failed too: {exc.message}"
+            unreachable = True
+        except Exception as exc:  # the old release is unhealthy too: say so, still re-enable below
+            r.error += f"; putting back {r.from_version} failed too: {getattr(exc, 'message', exc)}"
     if unreachable:
         d.known_down.add(name)
         r.error += (f"; it does not answer: left out of rotation; once it answers again, see `roadie status` "
                     f"and deploy {d.service.name} again, or `roadie ops enable {name}`")
         return
-    try:
-        if switched and r.from_version and r.from_version != r.to_version:
-            _switch_and_check(d, name, r.from_version)
-            d.transport.run(d.hosts[name], cmd.set_previous(d.service.name, r.previous), "restoring previous",
-                            timeout=STEP_SECONDS["previous"])
-            r.result = "reverted"
-            d.emit(event(Kind.HOST_REVERTED, f"  {name}: back on {r.from_version}", host=name, to=r.from_version))
-    except Exception as exc:  # the old release is unhealthy too: say so, still re-enable below
-        r.error += f"; putting back {r.from_version} failed too: {getattr(exc, 'message', exc)}"
     if d.balancer:
         try:
             enable(d, name)

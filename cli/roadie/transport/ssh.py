@@ -153,6 +153,9 @@ def run(conn, host: Host, command: str, what: str, timeout: float | None = None)
     except CommandTimedOut:
         raise TimedOut(f"{host.name}: {what} did not finish within {limit:.0f} s "
                               "(the host stopped answering, or the command hangs)") from None
+    if result.exited == -1:  # paramiko's word for a channel closed without an exit status: the link died
+        raise HostUnreachable(f"{host.name}: {what} failed: the connection closed without an exit status "
+                              "(the host stopped answering)")
     if not result.ok:
         cause = procs.last_line(result.stderr.strip() or result.stdout, f"exit {result.exited}")
         raise OperationFailed(f"{host.name}: {what} failed: {cause}")
@@ -201,7 +204,7 @@ class SSH:
         """stdout of `command`, bounded by `timeout` s; OperationFailed naming host, step and error otherwise."""
         try:
             return run(self._conn(host), host, command, what, timeout)
-        except TimedOut:
+        except HostUnreachable:  # timed out, or the channel died: the connection is not to be trusted
             self.drop(host)
             raise
         except OperationFailed:
