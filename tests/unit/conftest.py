@@ -7,21 +7,28 @@ import uuid
 import pytest
 
 
+def fresh_deploys_table(endpoint: str) -> tuple[object, str]:
+    """(client, name) of a new deploys table (lock, journal, audit) on the moto server at `endpoint`."""
+    import boto3
+
+    from roadie.state import table
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    name = f"roadie-test-{uuid.uuid4().hex[:8]}-deploys"
+    table.ensure(client, name, emulated=True)
+    return client, name
+
+
 @pytest.fixture
 def test_environment(moto_endpoint, monkeypatch):
     """The "test" environment: no hosts, the service model, and a fresh deploys table on the moto server
     (lock, journal, audit); `Environment.load("test")` returns it. Yields (client, table name, environment)."""
-    import boto3
-
     from roadie import model
     from roadie.environment import Environment
     from roadie.inventory import Inventory
-    from roadie.state import table
 
-    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    name = f"roadie-test-{uuid.uuid4().hex[:8]}-deploys"
-    table.ensure(client, name, emulated=True)
+    client, name = fresh_deploys_table(moto_endpoint)
     environment = Environment("test", Inventory(env="test", hosts={}), model.load())
     environment._made["table"] = (client, name)  # already made and checked
     real = Environment.load

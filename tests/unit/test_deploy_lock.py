@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import boto3
 import pytest
@@ -14,6 +13,7 @@ from roadie.state import audit, table
 from roadie.state.lock import Lock
 from roadie.errors import BadInput
 from roadie.testing import FakeClock
+from tests.unit.conftest import fresh_deploys_table
 
 ALICE = {"who": "alice", "machine": "laptop-a", "pid": 11, "ci_run": None}
 BOB = {"who": "bob", "machine": "ci-runner", "pid": 22, "ci_run": "GITHUB_RUN_ID=42"}
@@ -21,10 +21,7 @@ BOB = {"who": "bob", "machine": "ci-runner", "pid": 22, "ci_run": "GITHUB_RUN_ID
 
 @pytest.fixture
 def ddb(moto_endpoint):
-    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    name = f"roadie-test-{uuid.uuid4().hex[:8]}-deploys"
-    table.ensure(client, name, emulated=True)
+    client, name = fresh_deploys_table(moto_endpoint)
     table.ensure(client, name, emulated=True)  # a second ensure is a no-op
     return client, name
 

@@ -11,7 +11,6 @@ import ast
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -348,15 +347,9 @@ def deploys(request):
     if request.param == "fake":
         t = FakeDeploysTable()
         return t, t.name
-    import boto3
+    from tests.unit.conftest import fresh_deploys_table
 
-    from roadie.state import table
-
-    client = boto3.client("dynamodb", endpoint_url=request.getfixturevalue("moto_endpoint"), region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    name = f"roadie-test-{uuid.uuid4().hex[:8]}-deploys"
-    table.ensure(client, name, emulated=True)
-    return client, name
+    return fresh_deploys_table(request.getfixturevalue("moto_endpoint"))
 
 
 def test_the_lock_is_held_lapses_is_taken_and_a_lapsed_holder_cannot_renew_or_release(deploys):
