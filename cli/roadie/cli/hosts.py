@@ -107,7 +107,7 @@ def pin_keys(ctx, selection, plan_only, yes):
         if changed:
             confirm(ctx, f"replace the pinned host keys of {', '.join(changed)} in {env}", yes, production=True)
         hostkeys.save(known_hosts, text)
-        _audit(env, started, outcomes, missing)
+        _audit(ctx.obj.environment, started, outcomes, missing)
         pinned_keys = sum(1 for o in outcomes for c in o.changes if c.kind in ("new", "changed"))
         out.result(doc, f"pinned {pinned_keys} key(s) in {known_hosts}")
     if missing:
@@ -115,16 +115,14 @@ def pin_keys(ctx, selection, plan_only, yes):
                               + ("; the others were pinned" if writes and not plan_only else ""))
 
 
-def _audit(env: str, started: float, outcomes, missing: list[str]) -> None:
+def _audit(environment, started: float, outcomes, missing: list[str]) -> None:
     """One hosts.pin-keys record: the hosts and their keys' fingerprints (the keys are in known_hosts)."""
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from roadie.environment import Environment
 
     hosts = {o.target.name: {"address": o.target.address, "instance_id": o.target.instance_id,
                              "keys": [c.as_dict() for c in o.changes]} for o in outcomes if o.changes}
     try:
-        Environment.load(env).audit("hosts.pin-keys", "partial" if missing else "ok", service="hosts",
-                                    started=started, missing=missing, hosts=hosts)
+        environment.audit("hosts.pin-keys", "partial" if missing else "ok", service="hosts", started=started,
+                          missing=missing, hosts=hosts)
     except (BotoCoreError, ClientError) as exc:
         raise OperationFailed(f"The keys are pinned, but the audit record could not be written: {exc}") from None
