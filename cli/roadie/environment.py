@@ -44,7 +44,7 @@ class Environment:
         """The AWS API is an emulator (moto locally): roadie may create what Pulumi owns elsewhere."""
         return bool(self.vars.get("roadie_aws_endpoint_url"))
 
-    def tier(self, service: model.Service) -> list[Host]:
+    def tier(self, service: model.Tier) -> list[Host]:
         hosts = self.inventory.group(service.group)
         if not hosts:
             raise BadInput(f"The {self.name} inventory has no '{service.group}' group of {service.name} hosts.")

@@ -58,6 +58,9 @@ def problems(report: dict, threshold: int, now: float | None = None) -> tuple[li
         for h in svc["hosts"]:
             if h["active"] != "active" and not str(h["active"]).startswith("unreachable"):
                 found.append(f"{h['host']}: {name} unit is {h['active'] or 'missing'}")
+            if not svc.get("balanced", True):  # behind no balancer: a host serves when its unit runs
+                up += h["active"] == "active"
+                continue
             bal = h["balancer"]
             if bal == "UP":
                 up += 1

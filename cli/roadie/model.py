@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from roadie.commands import release_host as cmd
 from roadie.errors import BadInput
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "inventories" / "stack.yml"
@@ -25,19 +26,85 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Service(_Model):
+class Route(_Model):
+    """A tier's place behind the balancer: requests under `route_prefix` go to `backend` (the HAProxy
+    backend, the key of its ALB target group). A tier without one is not behind the balancer."""
+
+    route_prefix: str = Field(pattern=r"^/[a-z0-9/_-]*$")
+    backend: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+
+
+class Tier(_Model):
+    """What every entry of roadie_services has, whatever its kind: where it runs and how many of its hosts
+    must stay up. A kind (a subclass registered in KINDS) adds its own fields and answers what status,
+    logs, restart and health ask of it: its unit, its log, how a host shows it is healthy on a release."""
+
     name: str = ""
+    kind: str
     group: str = Field(min_length=1)
+    balancer: Route | None = None
+    min_healthy: int = Field(default=1, ge=0)
+    drain_timeout: int = Field(default=0, ge=0, le=3600)
+    migrations: bool = False
+
+    @model_validator(mode="after")
+    def _reachable(self):
+        if self.balancer and not {"port", "health_path"} <= set(type(self).model_fields):
+            raise ValueError(f"a {self.kind} has no port and health path for the balancer to forward to and "
+                             "check: leave out its balancer section")
+        return self
+
+    @property
+    def unit(self) -> str:
+        """The systemd unit a host runs it as: restarted on a switch, its state is the host's in status."""
+        return f"{self.name}.service"
+
+    @property
+    def log_units(self) -> list[str]:
+        """The units whose journal is its log (roadie ops logs)."""
+        return [self.unit]
+
+    @property
+    def backend(self) -> str | None:
+        """Its balancer backend, None when it is not behind the balancer."""
+        return self.balancer.backend if self.balancer else None
+
+    def health_check(self, version: str, seconds: int) -> str:
+        """The command that waits, on a host just switched to `version`, until the host runs it well: here,
+        until its unit is active."""
+        return cmd.wait_active(self.unit, seconds)
+
+
+class Service(Tier):
+    """An HTTP service: a port the balancer (or its peers) reach, a health and a version path."""
+
+    kind: Literal["service"] = "service"
     port: int = Field(ge=1, le=65535)
     app_port: int | None = Field(default=None, ge=1, le=65535)
     health_path: str = Field(pattern=r"^/")
     version_path: str = Field(pattern=r"^/")
     version_header: str = Field(pattern=r"^[A-Za-z0-9-]+$")
-    route_prefix: str = Field(pattern=r"^/[a-z0-9/_-]*$")
-    backend: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    min_healthy: int = Field(ge=0)
-    drain_timeout: int = Field(ge=0, le=3600)
-    migrations: bool = False
+
+    def health_check(self, version: str, seconds: int) -> str:
+        """Healthy on `version`: its health path answers 200 and its version path names the release."""
+        return cmd.wait_healthy(self.name, version, seconds, self.health_path, self.version_path)
+
+
+# kind -> the model of its entries. A new kind is a Tier subclass with `kind: Literal["NAME"]` and one
+# register() call; nothing else in roadie names the kinds.
+KINDS: dict[str, type[Tier]] = {}
+
+
+def register(cls: type[Tier]) -> type[Tier]:
+    """Add a tier kind (usable as a class decorator); its name is the default of its `kind` field."""
+    name = cls.model_fields["kind"].default
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__} needs a default for `kind`: the name entries give it by")
+    KINDS[name] = cls
+    return cls
+
+
+register(Service)
 
 
 class LoadBalancer(_Model):
@@ -83,19 +150,25 @@ class Database(_Model):
 
 
 class Stack(_Model):
-    services: dict[str, Service]
+    services: dict[str, Tier]
     loadbalancer: LoadBalancer
     database: Database
 
     @model_validator(mode="after")
     def _distinct(self):
+        routes = [s.balancer for s in self.services.values() if s.balancer]
         for field in ("backend", "route_prefix"):
-            seen = [getattr(s, field) for s in self.services.values()]
+            seen = [getattr(r, field) for r in routes]
             if len(seen) != len(set(seen)):
                 raise ValueError(f"two services share a {field}: {sorted(seen)}")
         return self
 
-    def service(self, name: str) -> Service:
+    @property
+    def balanced(self) -> list[Tier]:
+        """The tiers behind the balancer, in the model's order."""
+        return [s for s in self.services.values() if s.balancer]
+
+    def service(self, name: str) -> Tier:
         if name not in self.services:
             raise BadInput(f"Unknown service '{name}': expected one of {', '.join(sorted(self.services))}.")
         return self.services[name]
@@ -105,16 +178,36 @@ def path() -> Path:
     return Path(os.environ.get("ROADIE_STACK_FILE", DEFAULT_PATH))
 
 
+class _BadTier(ValueError):
+    """An entry of roadie_services its kind's model refused; the message names where."""
+
+
+def _where(exc: ValidationError, prefix: tuple = ()) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in (*prefix, *err['loc']))}: {err['msg']}."
+
+
+def _tier(name: str, body: dict) -> Tier:
+    """One entry, validated by the model of its kind (`service` when it names none)."""
+    kind = body.get("kind", "service")
+    if kind not in KINDS:
+        raise _BadTier(f"services.{name}.kind: '{kind}' is not a tier kind (known: {', '.join(sorted(KINDS))}).")
+    try:
+        return KINDS[kind].model_validate({**body, "name": name, "kind": kind})
+    except ValidationError as exc:
+        raise _BadTier(_where(exc, ("services", name))) from None
+
+
 def parse(doc: dict, source: str = "stack.yml") -> Stack:
     """Validate the group_vars document (keys roadie_services, roadie_loadbalancer, roadie_database)."""
     try:
-        services = {name: {**body, "name": name} for name, body in (doc.get("roadie_services") or {}).items()}
+        services = {name: _tier(name, body) for name, body in (doc.get("roadie_services") or {}).items()}
         return Stack(services=services, loadbalancer=doc.get("roadie_loadbalancer"),
                      database=doc.get("roadie_database"))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise BadInput(f"{source}: {where}: {err['msg']}.") from None
+        raise BadInput(f"{source}: {_where(exc)}") from None
+    except _BadTier as exc:
+        raise BadInput(f"{source}: {exc}") from None
     except (AttributeError, TypeError):
         raise BadInput(f"{source}: not a mapping of roadie_services, roadie_loadbalancer, roadie_database.") from None
 

@@ -75,10 +75,11 @@ def _name(host: Host | str) -> str:
 
 
 def service(name: str = "catalog", **changes: Any) -> Service:
-    """A service of the model for tests: HTTP on 8080, /healthz and /version, its own backend, no drain wait."""
+    """A service of the model for tests: HTTP on 8080, /healthz and /version, behind the balancer as /api on its
+    own backend, no drain wait. `balancer=None`: a service behind no balancer."""
     base = {"name": name, "group": name, "port": 8080, "health_path": "/healthz", "version_path": "/version",
-            "version_header": "X-Roadie-Version", "route_prefix": "/api", "backend": name, "min_healthy": 1,
-            "drain_timeout": 0, "migrations": False}
+            "version_header": "X-Roadie-Version", "balancer": {"route_prefix": "/api", "backend": name},
+            "min_healthy": 1, "drain_timeout": 0, "migrations": False}
     return Service(**{**base, **changes})
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from roadie_infra.settings import APP_TIERS, Settings
+from roadie_infra.settings import Settings
 from roadie_infra.tags import tags
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -33,7 +33,7 @@ def path_patterns(route_prefix: str) -> list[str]:
 @dataclass
 class BalancerArgs:
     settings: Settings
-    services: dict  # service name -> roadie.model.Service
+    services: dict  # tier name -> roadie.model.Tier; those with a balancer section get a target group
     vpc_id: pulumi.Input[str]
     public_subnet_ids: list[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
@@ -46,8 +46,8 @@ class Balancer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         self.target_groups: dict[str, aws.lb.TargetGroup] = {}
-        for service in APP_TIERS:
-            svc = args.services[service]
+        balanced = {name: svc for name, svc in args.services.items() if svc.balancer}
+        for service, svc in balanced.items():
             self.target_groups[service] = aws.lb.TargetGroup(
                 f"{name}-{service}", name=f"roadie-{s.environment}-{svc.backend}"[:32], port=svc.port,
                 protocol="HTTP", target_type="instance", vpc_id=args.vpc_id,
@@ -75,12 +75,12 @@ class Balancer(pulumi.ComponentResource):
                               "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
             tags=tags(s, "loadbalancer", "alb"), opts=child)
         # Sorted by prefix so a service added to the model does not renumber the others.
-        routes = sorted(APP_TIERS, key=lambda svc: args.services[svc].route_prefix)
+        routes = sorted(balanced, key=lambda svc: balanced[svc].balancer.route_prefix)
         for priority, service in enumerate(routes, start=1):
             aws.lb.ListenerRule(
                 f"{name}-{service}-route", listener_arn=self.https.arn, priority=priority * 10,
                 actions=[{"type": "forward", "target_group_arn": self.target_groups[service].arn}],
-                conditions=[{"path_pattern": {"values": path_patterns(args.services[service].route_prefix)}}],
+                conditions=[{"path_pattern": {"values": path_patterns(balanced[service].balancer.route_prefix)}}],
                 tags=tags(s, service, "alb"), opts=child)
 
         self.register_outputs({"dns_name": self.alb.dns_name,

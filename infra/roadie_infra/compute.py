@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from roadie_infra.settings import APP_TIERS, Settings, Tier
+from roadie_infra.settings import Settings, Tier
 from roadie_infra.storage import SSM_OUTPUT_PREFIX
 from roadie_infra.tags import asg_tags, tags
 
@@ -75,7 +75,7 @@ def tier_policy(tier: str, bucket_arns: dict[str, str], key_arn: str, prefixes: 
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def health_settings(tier: Tier) -> dict:
+def health_settings(tier: Tier, balanced: bool = True) -> dict:
     """How the ASG judges its instances: the target group's verdict, after a grace period.
 
     ELB health checks, because an instance whose service stopped answering its
@@ -93,8 +93,12 @@ def health_settings(tier: Tier) -> dict:
     target group check (path and port from the model, 200) within
     healthy_threshold x interval seconds and lives. Instance refresh waits as long
     (instance_warmup) before judging a replacement.
+
+    A tier behind no balancer (no balancer section in the model) has no target
+    group to judge it: EC2 status checks, with the same grace period.
     """
-    return {"health_check_type": "ELB", "health_check_grace_period": tier.health_check_grace_period}
+    return {"health_check_type": "ELB" if balanced else "EC2",
+            "health_check_grace_period": tier.health_check_grace_period}
 
 
 @dataclass
@@ -121,7 +125,7 @@ class Compute(pulumi.ComponentResource):
         self._name, self._args = name, args
         s = args.settings
         self.profiles = {tier: self._profile(tier) for tier in BUCKET_ACCESS}
-        self.groups = {tier: self._tier(tier) for tier in APP_TIERS}
+        self.groups = {tier: self._tier(tier) for tier in s.tiers}
         self.databases = {member: self._database(member, role, az) for member, role, az in s.database.members}
         self.register_outputs({f"database_{m.replace('-', '_')}_address": i.private_ip
                                for m, i in self.databases.items()}
@@ -169,7 +173,8 @@ class Compute(pulumi.ComponentResource):
             min_size=cfg.min_size, max_size=cfg.max_size, desired_capacity=cfg.desired_capacity,
             # A pinned version (not $Latest) makes a template change start an instance refresh.
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
-            target_group_arns=[a.target_group_arns[tier]], **health_settings(cfg),
+            target_group_arns=[a.target_group_arns[tier]] if tier in a.target_group_arns else [],
+            **health_settings(cfg, balanced=tier in a.target_group_arns),
             instance_refresh={"strategy": "Rolling",
                               "preferences": {"min_healthy_percentage": 90,
                                               "instance_warmup": cfg.health_check_grace_period}},

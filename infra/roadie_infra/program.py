@@ -9,7 +9,7 @@ from roadie_infra.balancer import Balancer, BalancerArgs
 from roadie_infra.compute import Compute, ComputeArgs
 from roadie_infra.network import Network, NetworkArgs
 from roadie_infra.security import Security, SecurityArgs
-from roadie_infra.settings import APP_TIERS, ConfigError, Settings
+from roadie_infra.settings import ConfigError, Settings
 from roadie_infra.storage import Storage, StorageArgs
 
 
@@ -26,9 +26,13 @@ def service_model():
         stack = model.load()
     except BadInput as exc:
         raise ConfigError(str(exc)) from None
-    if set(stack.services) != set(APP_TIERS):
-        raise ConfigError(f"The service model {model.path()} has services {', '.join(sorted(stack.services))}; "
-                          f"the stack's app tiers are {', '.join(APP_TIERS)}.")
+    from roadie_infra.compute import BUCKET_ACCESS
+
+    unknown = [t for t in stack.services if t not in BUCKET_ACCESS]
+    if unknown:
+        raise ConfigError(f"The service model {model.path()} has the tier(s) {', '.join(unknown)}, which "
+                          "compute.BUCKET_ACCESS gives no bucket access: say what their hosts may do with the "
+                          "buckets (least privilege is written, never assumed).")
     return stack
 
 

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from roadie_infra.settings import Settings
-from roadie_infra.tags import HOST_ROLES, tags
+from roadie_infra.tags import tags
 
 ANYWHERE = "0.0.0.0/0"
 
@@ -26,9 +26,15 @@ class Rule:
     why: str
 
 
+def host_roles(stack) -> tuple[str, ...]:
+    """Every tier with hosts, each one security group: the balancer, the model's tiers, the database."""
+    return ("loadbalancer", *stack.services, "database")
+
+
 def rules(stack) -> list[Rule]:
-    """The tier matrix; app and database ports from the service model (a roadie.model.Stack)."""
-    streaming, catalog, db = stack.services["streaming"], stack.services["catalog"], stack.database
+    """The tier matrix, from the service model (a roadie.model.Stack): the balancer forwards to each tier that
+    has a balancer section, on its port; the tiers with migrations are the database's clients."""
+    db = stack.database
     postgres = db.port
     # Between database hosts only (as the role's nftables admits them): Patroni on every member
     # uses etcd's client port on each, etcd members talk on the peer port, and members ask each
@@ -36,17 +42,17 @@ def rules(stack) -> list[Rule]:
     # itself, which no security group sees.
     cluster = [(db.etcd_client_port, "etcd clients (Patroni)"), (db.etcd_peer_port, "etcd peers"),
                (db.patroni_rest_port, "Patroni REST API between members")]
-    return [
-        Rule("ingress", "loadbalancer", ANYWHERE, 80, "HTTP from listeners, redirected to HTTPS"),
-        Rule("ingress", "loadbalancer", ANYWHERE, 443, "HTTPS from listeners"),
-        Rule("egress", "loadbalancer", "streaming", streaming.port, f"forward {streaming.route_prefix}"),
-        Rule("egress", "loadbalancer", "catalog", catalog.port, f"forward {catalog.route_prefix}"),
-        Rule("ingress", "streaming", "loadbalancer", streaming.port, "traffic and health checks from the ALB"),
-        Rule("egress", "streaming", ANYWHERE, 443, "S3, SSM and package mirrors over HTTPS"),
-        Rule("ingress", "catalog", "loadbalancer", catalog.port, "traffic and health checks from the ALB"),
-        Rule("egress", "catalog", ANYWHERE, 443, "S3, SSM and package mirrors over HTTPS"),
-        Rule("egress", "catalog", "database", postgres, "queries"),
-        Rule("ingress", "database", "catalog", postgres, "queries from the catalog API"),
+    found = [Rule("ingress", "loadbalancer", ANYWHERE, 80, "HTTP from listeners, redirected to HTTPS"),
+             Rule("ingress", "loadbalancer", ANYWHERE, 443, "HTTPS from listeners")]
+    for t in stack.services.values():
+        if t.balancer:
+            found += [Rule("egress", "loadbalancer", t.name, t.port, f"forward {t.balancer.route_prefix}"),
+                      Rule("ingress", t.name, "loadbalancer", t.port, "traffic and health checks from the ALB")]
+        found.append(Rule("egress", t.name, ANYWHERE, 443, "S3, SSM and package mirrors over HTTPS"))
+        if t.migrations:
+            found += [Rule("egress", t.name, "database", postgres, "queries"),
+                      Rule("ingress", "database", t.name, postgres, f"queries from {t.name}")]
+    return found + [
         Rule("ingress", "database", "database", postgres, "streaming replication"),
         Rule("egress", "database", "database", postgres, "streaming replication"),
         *(Rule(d, "database", "database", port, why) for port, why in cluster for d in ("ingress", "egress")),
@@ -71,7 +77,7 @@ class Security(pulumi.ComponentResource):
                 f"{name}-{tier}", vpc_id=args.vpc_id, description=f"roadie {s.environment} {tier} tier",
                 tags=tags(s, tier, "security-group", name=f"roadie-{s.environment}-{tier}"),
                 opts=child)
-            for tier in HOST_ROLES
+            for tier in host_roles(args.stack)
         }
         for r in rules(args.stack):
             peer = ({"cidr_ipv4": r.peer} if r.peer == ANYWHERE

@@ -6,13 +6,14 @@ before it ever starts the Pulumi CLI, with the same one-line message.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, create_model
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "roadie"
@@ -21,8 +22,6 @@ DEBIAN_AMI_PARAMETER = "/aws/service/debian/release/bookworm/latest/amd64"
 # A fresh app host is unconfigured until `roadie converge` and a deploy reach it
 # (apt installs, the release download, migrations for the catalog): 15 minutes.
 DEFAULT_GRACE_PERIOD = 900
-# The auto-scaled tiers; each is a service of the model with the same name.
-APP_TIERS = ("streaming", "catalog")
 
 
 class ConfigError(ValueError):
@@ -90,13 +89,34 @@ class Settings(_Model):
     deregistration_delay: int = Field(default=30, ge=0, le=3600)
     backup_retention_days: int = Field(default=35, ge=1)
     media_infrequent_after_days: int = Field(default=30, ge=30)
-    streaming: Tier
-    catalog: Tier
     database: Database
+    # And one Tier per tier of the service model, `roadie:<tier>` (settings_model adds them).
 
     @property
     def production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def tiers(self) -> dict[str, Tier]:
+        """The auto-scaled tiers' settings by name, in the service model's order."""
+        return {n: getattr(self, n) for n, f in type(self).model_fields.items() if f.annotation is Tier}
+
+
+def app_tiers() -> tuple[str, ...]:
+    """The auto-scaled tiers: every tier of the service model (inventories/stack.yml), in its order."""
+    from roadie import model
+    from roadie.errors import BadInput
+
+    try:
+        return tuple(model.load().services)
+    except BadInput as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@functools.cache
+def settings_model(tiers: tuple[str, ...]) -> type[Settings]:
+    """Settings with a required Tier for each of `tiers`: a tier added to the model needs its sizes here."""
+    return create_model("Settings", __base__=Settings, **{t: (Tier, ...) for t in tiers})
 
 
 def _key(loc: tuple) -> str:
@@ -108,8 +128,7 @@ def _cross_checks(s: Settings):
     """What one field alone cannot say; yields (key, problem)."""
     if not 16 <= s.vpc_cidr.prefixlen <= 24:
         yield "vpcCidr", f"the VPC must be a /16 to /24 network so each subnet gets 1/16 of it, got {s.vpc_cidr}"
-    for tier in APP_TIERS:
-        t: Tier = getattr(s, tier)
+    for tier, t in s.tiers.items():
         if not t.min_size <= t.desired_capacity <= t.max_size:
             yield f"{tier}.desiredCapacity", (f"must lie between minSize {t.min_size} and maxSize {t.max_size}, "
                                               f"got {t.desired_capacity}")
@@ -126,15 +145,18 @@ def _cross_checks(s: Settings):
 
 def parse(raw: dict[str, Any]) -> Settings:
     """Validate settings keyed without the namespace (`vpcCidr`, `streaming`...)."""
+    tiers = app_tiers()
     try:
-        settings = Settings.model_validate(raw)
+        settings = settings_model(tiers).model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = _key(err["loc"])
         if err["type"] == "missing":
             raise ConfigError(f"Stack config is missing {key}.") from None
         if err["type"] == "extra_forbidden":
-            raise ConfigError(f"Stack config has an unknown key {key}.") from None
+            tail = (f" (the app tiers are the service model's: {', '.join(tiers)})" if len(err["loc"]) == 1
+                    and isinstance(raw.get(err["loc"][0]), dict) else "")
+            raise ConfigError(f"Stack config has an unknown key {key}{tail}.") from None
         raise ConfigError(f"Bad stack config {key}: {err['msg']} (got {err['input']!r}).") from None
     for key, problem in _cross_checks(settings):
         raise ConfigError(f"Bad stack config {NAMESPACE}:{key}: {problem}.")

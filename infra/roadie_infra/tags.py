@@ -4,10 +4,6 @@ from __future__ import annotations
 
 REQUIRED = ("roadie:env", "roadie:role", "roadie:service", "owner")
 
-# Host roles double as the Ansible group names of every inventory.
-HOST_ROLES = ("loadbalancer", "catalog", "streaming", "database")
-
-
 def tags(settings, role: str, service: str, name: str | None = None, **extra: str) -> dict[str, str]:
     out = {"roadie:env": settings.environment, "roadie:role": role, "roadie:service": service,
            "owner": settings.owner}

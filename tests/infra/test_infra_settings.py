@@ -188,11 +188,28 @@ def test_the_program_rejects_a_bad_service_model(tmp_path, model_text, message):
     assert proc.stderr.strip().startswith(message) and "\n" not in proc.stderr.strip() and proc.stdout == ""
 
 
-def test_the_program_rejects_a_model_without_the_stack_tiers(tmp_path):
+WORKER = {"kind": "service", "group": "worker", "port": 9000, "health_path": "/healthz", "version_path": "/version",
+          "version_header": "X-Roadie-Version"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    # the app tiers are the model's: a stack setting for a tier the model lacks is refused...
+    (lambda services: services.pop("streaming"),
+     "Stack config has an unknown key roadie:streaming (the app tiers are the service model's: catalog)."),
+    # ...and a model tier the stack does not size, or whose bucket access nobody wrote, too
+    (lambda services: services.update(worker=WORKER), "Stack config is missing roadie:worker."),
+    (lambda services: services.update(worker=WORKER), "The service model MODEL has the tier(s) worker, which "
+     "compute.BUCKET_ACCESS gives no bucket access: say what their hosts may do with the buckets (least "
+     "privilege is written, never assumed)."),
+], ids=["tier-not-in-model", "model-tier-not-sized", "model-tier-without-bucket-access"])
+def test_the_app_tiers_are_the_model_s(tmp_path, change, message):
     doc = yaml.safe_load((INFRA.parent / "inventories" / "stack.yml").read_text())
-    del doc["roadie_services"]["streaming"]
+    change(doc["roadie_services"])
     planted = tmp_path / "stack.yml"
     planted.write_text(yaml.safe_dump(doc))
-    proc = run_mocked("dev", env={"ROADIE_STACK_FILE": str(planted)})
+    sized = ['roadie:worker={"instanceType": "t3.small", "minSize": 1, "maxSize": 2, "desiredCapacity": 1}'
+             ] if "BUCKET_ACCESS" in message else []
+    message = message.replace("MODEL", str(planted))
+    proc = run_mocked("dev", *sized, env={"ROADIE_STACK_FILE": str(planted)})
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "has services catalog; the stack's app tiers are streaming, catalog." in proc.stderr
+    assert proc.stderr.strip() == message

@@ -217,7 +217,8 @@ def test_alb_listeners_and_routes(built, settings_of):
         (action,) = i["actions"]
         routes[tuple(cond["pathPattern"]["values"])] = tg_service[action["targetGroupArn"]]
         priorities[tg_service[action["targetGroupArn"]]] = int(i["priority"])
-    assert routes == {(svc.route_prefix, f"{svc.route_prefix}/*"): name for name, svc in STACK.services.items()}
+    assert routes == {(svc.balancer.route_prefix, f"{svc.balancer.route_prefix}/*"): name
+                      for name, svc in STACK.services.items()}
     assert routes == {("/api", "/api/*"): "catalog", ("/stream", "/stream/*"): "streaming"}
     assert priorities == {"catalog": 10, "streaming": 20}  # as before the model: no rule is replaced
 
@@ -415,3 +416,31 @@ def test_deploy_table(built, settings_of):
     assert i["ttl"] == {"attributeName": "expires_at", "enabled": True}
     assert i["deletionProtectionEnabled"] is s.production
     assert i["tags"]["roadie:env"] == s.environment and all(i["tags"].get(k) for k in REQUIRED_TAGS)
+
+
+def test_a_tier_without_a_balancer_section_gets_no_route_and_ec2_health_checks(tmp_path):
+    """The tiers are the model's data: streaming, its balancer section left out, keeps its hosts and its
+    security group but gets no target group, no listener rule, no ingress from the ALB, and its auto scaling
+    group judges instances by EC2 status checks (there is no target group verdict to read)."""
+    import yaml
+
+    from infra_testlib import INFRA, Built, run_mocked
+
+    doc = yaml.safe_load((INFRA.parent / "inventories" / "stack.yml").read_text())
+    doc["roadie_services"]["streaming"].pop("balancer")
+    planted = tmp_path / "stack.yml"
+    planted.write_text(yaml.safe_dump(doc))
+    proc = run_mocked("dev", env={"ROADIE_STACK_FILE": str(planted)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    built = Built(stack="dev", **json.loads(proc.stdout))
+    assert [tg["inputs"]["tags"]["roadie:role"] for tg in built.of("TargetGroup")] == ["catalog"]
+    assert len(built.of("ListenerRule")) == 1 and set(built.outputs["targetGroupArns"]) == {"catalog"}
+    groups = {g["name"]: g["inputs"] for g in built.of("Group")}
+    streaming = next(i for n, i in groups.items() if "streaming" in n)
+    catalog = next(i for n, i in groups.items() if "catalog" in n)
+    assert (streaming.get("targetGroupArns") or []) == [] and streaming["healthCheckType"] == "EC2"
+    assert len(catalog["targetGroupArns"]) == 1 and catalog["healthCheckType"] == "ELB"
+    edges = ingress_graph(built)
+    assert not any(src == "loadbalancer" and dst == "streaming" for src, dst, _ in edges)
+    assert ("loadbalancer", "catalog", 8080) in edges and any(r["name"].endswith("streaming") for r in
+                                                              built.of("SecurityGroup"))

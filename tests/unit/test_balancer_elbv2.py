@@ -7,12 +7,10 @@ import pytest
 from roadie.deploy import engine
 from roadie.balancer.elbv2 import ELBv2
 from roadie.errors import BadInput
-from roadie.model import Service
+from roadie import testing
 from tests import awsestate
 
-SVC = Service(name="catalog", group="catalog", port=8080, health_path="/healthz", version_path="/version",
-              version_header="X-Roadie-Version", route_prefix="/api", backend="catalog", min_healthy=1,
-              drain_timeout=5, migrations=False)
+SVC = testing.service("catalog", drain_timeout=5)
 
 
 @pytest.fixture

@@ -140,7 +140,7 @@ def test_every_undo_runs_even_when_one_fails(monkeypatch):
     monkeypatch.setattr(backups, "backup", lambda env, opts: {"backup_id": "B", "size": 1, "seconds": 1})
     monkeypatch.setattr(maintenance, "switch", switch)
     plan = {"on": "db-1", "standbys": ["db-2"], "target_time": None, "stamp": "20261123T120000",
-            "clients": ["catalog", "streaming"], "backup_id": "A"}
+            "clients": ["catalog", "streaming"], "maintenance": ["catalog", "streaming"], "backup_id": "A"}
     with pytest.raises(OperationFailed, match="the balancer did not answer") as failed:
         restore_live.run(environment, plan, lambda line: None)
     assert "Patroni answered 500" in str(failed.value.__context__)

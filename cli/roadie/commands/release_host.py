@@ -104,13 +104,21 @@ print(json.dumps({"current": link("current"), "previous": link("previous"), "rel
 """
 
 
-def facts(service: str) -> str:
-    """One line of JSON: current and previous release, releases on disk, unit state, free bytes."""
-    return f"python3 -c {shlex.quote(FACTS)} {base(service)} {service}.service"
+def facts(service: str, unit: str | None = None) -> str:
+    """One line of JSON: current and previous release, releases on disk, the state of its unit (NAME.service
+    unless the tier's kind says another), free bytes."""
+    return f"python3 -c {shlex.quote(FACTS)} {base(service)} {shlex.quote(unit or service + '.service')}"
 
 
-def restart(service: str) -> str:
-    return f"systemctl restart {service}.service"
+def restart(service: str, unit: str | None = None) -> str:
+    return f"systemctl restart {shlex.quote(unit or service + '.service')}"
+
+
+def wait_active(unit: str, seconds: int = 60) -> str:
+    """Wait until `unit` is active (a tier with no health endpoint), failing with its state after `seconds`."""
+    u = shlex.quote(unit)
+    return (f"for _ in $(seq {max(1, seconds * 5)}); do systemctl is-active --quiet {u} && exit 0; sleep 0.2; done; "
+            f"echo \"{unit} is $(systemctl is-active {u}) after {seconds} s\" >&2; exit 1")
 
 
 def health_script(service: str, version: str, seconds: int = 60, health_path: str = "/healthz",

@@ -119,7 +119,7 @@ def run(environment: Environment, plan: dict, log) -> dict:
         fresh = backups.backup(environment, {"on": lead.name})
         log(f"fresh backup {fresh['backup_id']} ({fresh['size']} bytes, {fresh['seconds']} s): "
             "the state being replaced stays restorable")
-        for c in plan["clients"]:
+        for c in plan["maintenance"]:
             if not maintenance.switch(environment, c, True, message="db.restore live")["was_on"]:
                 undo.callback(maintenance.switch, environment, c, False, message="db.restore live")
         status, body = patroni.split_answer(tr.run(lead, patroni.config_cmd(lead.address),
@@ -158,7 +158,7 @@ def run(environment: Environment, plan: dict, log) -> dict:
                                                                     live.SERVING_SOCKETS), "verifying the restore"))
         for h in standbys:
             tr.run(h, live.drop_aside_cmd(cluster.aside), f"dropping the old data directory of {h.name}")
-        _await_clients(environment, tr, plan["clients"], log)
+        _await_clients(environment, tr, plan["maintenance"], log)
         # The restored cluster runs on a new timeline: a base backup on it, so a later point-in-time
         # restore has one to replay onto (the fresh backup above is on the timeline left behind).
         after = backups.backup(environment, {"on": lead.name})

@@ -28,7 +28,7 @@ from roadie.deploy import plan as planner
 from roadie.errors import HostUnreachable, OperationFailed
 from roadie.events import Event, Kind, event
 from roadie.inventory import Host
-from roadie.model import Service
+from roadie.model import Tier
 
 PARALLEL = 8  # hosts worked on at once, within a batch and while staging
 UP_TIMEOUT = 30.0  # seconds for the balancer to see an enabled host UP
@@ -52,7 +52,7 @@ class HostFailed(OperationFailed):
 class Deps:
     """What the engine works through, chosen by the caller from the inventory."""
 
-    service: Service
+    service: Tier
     hosts: dict[str, Host]  # the tier, by name, inventory order
     transport: object
     balancer: object | None  # None: bring-up, no traffic to protect
@@ -110,7 +110,7 @@ def host_facts(d: Deps, names: list[str], unreachable: Callable[[OperationFailed
     """
     def one(name: str) -> dict:
         try:
-            out = d.transport.run(d.hosts[name], cmd.facts(d.service.name), "reading the release state",
+            out = d.transport.run(d.hosts[name], cmd.facts(d.service.name, d.service.unit), "reading the release state",
                                   timeout=STEP_SECONDS["facts"])
         except OperationFailed as exc:
             if unreachable is None:
@@ -188,9 +188,8 @@ def _switch_steps(d: Deps, version: str) -> list[tuple[str, str, str, float]]:
     """(step, command, what, timeout) to put a drained host on `version`: switch, restart, health check."""
     svc = d.service
     return [("switch", cmd.switch(svc.name, version), "switching current", STEP_SECONDS["switch"]),
-            ("restart", cmd.restart(svc.name), "restarting", STEP_SECONDS["restart"]),
-            ("health", cmd.wait_healthy(svc.name, version, d.health_seconds, svc.health_path, svc.version_path),
-             "health check", d.health_seconds + HEALTH_SLACK)]
+            ("restart", cmd.restart(svc.name, svc.unit), "restarting", STEP_SECONDS["restart"]),
+            ("health", svc.health_check(version, d.health_seconds), "health check", d.health_seconds + HEALTH_SLACK)]
 
 
 def _switch_and_check(d: Deps, name: str, version: str) -> None:

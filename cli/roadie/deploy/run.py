@@ -51,7 +51,7 @@ class Options:
 class Prepared:
     environment: Environment
     operation: str  # deploy | rollback | install | restart
-    service: model.Service
+    service: model.Tier
     version: str
     plan: planner.Plan
     deps: engine.Deps
@@ -68,7 +68,7 @@ class Prepared:
 
 # -- prepare: everything that changes nothing ------------------------------------------------------
 
-def tier(environment: Environment, svc: model.Service, only: list[str] | None) -> list[Host]:
+def tier(environment: Environment, svc: model.Tier, only: list[str] | None) -> list[Host]:
     """The service's hosts, or the `only` ones of them (release install --hosts); bad names are BadInput."""
     hosts = environment.tier(svc)
     if only is not None:
@@ -88,7 +88,7 @@ def _check_version(version: str) -> None:
     versions.parse(version)
 
 
-def _service(environment: Environment, service_name: str, version: str | None, opts: Options) -> model.Service:
+def _service(environment: Environment, service_name: str, version: str | None, opts: Options) -> model.Tier:
     """The service as this deploy sees it (its drain timeout overridden); bad inputs are BadInput."""
     svc = environment.stack.service(service_name)
     if version is not None:
@@ -100,13 +100,16 @@ def _service(environment: Environment, service_name: str, version: str | None, o
     return svc
 
 
-def _deps(environment: Environment, svc: model.Service, hosts: list[Host], opts: Options,
+def _deps(environment: Environment, svc: model.Tier, hosts: list[Host], opts: Options,
           emit: Callable[[Event], None]) -> engine.Deps:
     """What the engine works through: the environment's transport and balancer (none for a bring-up), and the
     canary's judge when the canary bakes."""
     bake_rules = canary.rules(opts.canary, opts.bake, opts.max_error_rate, opts.max_latency_ratio)
     balancer = None
-    if not opts.bring_up:
+    if bake_rules and svc.balancer is None:
+        raise BadInput(f"--bake judges the canary on the balancer's per-server figures; {svc.name} is not behind "
+                       "the balancer (its model entry has no balancer section).")
+    if not opts.bring_up and svc.balancer is not None:  # a tier behind no balancer: no drain, no backend to read
         balancer = environment.balancer
         if bake_rules and balancer.kind != "haproxy":
             raise BadInput(f"--bake judges the canary on HAProxy's per-server figures; the {environment.name} "
@@ -159,7 +162,7 @@ def _preflight(environment: Environment, deps: engine.Deps, version: str | None,
     return facts, servers, side, early_sha
 
 
-def _targets(svc: model.Service, facts: dict[str, dict], to_previous: bool) -> dict[str, str] | None:
+def _targets(svc: model.Tier, facts: dict[str, dict], to_previous: bool) -> dict[str, str] | None:
     """With to_previous (a rollback): each host's previous release, or BadInput for a host that has none."""
     if not to_previous:
         return None
@@ -208,7 +211,7 @@ def prepare(environment: Environment, service_name: str, version: str | None, op
     return prepared
 
 
-def _prepare_restart(environment: Environment, svc: model.Service, opts: Options, deps: engine.Deps,
+def _prepare_restart(environment: Environment, svc: model.Tier, opts: Options, deps: engine.Deps,
                      facts: dict[str, dict], current: dict[str, str | None]) -> Prepared:
     """A rolling restart: every host "moves" to the release it runs, so the engine drains, restarts,
     health-checks and re-enables it with no version change (nothing to fetch, stage or migrate)."""

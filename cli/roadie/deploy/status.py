@@ -6,6 +6,8 @@ from roadie.deploy import engine
 from roadie.environment import Environment
 from roadie.errors import OperationFailed
 
+NOT_BALANCED = "-"  # the balancer cell of a tier that is not behind the balancer
+
 
 def _balancer_view(balancer, backend: str) -> dict[str, str]:
     try:
@@ -36,7 +38,7 @@ def collect(environment: Environment) -> dict:
     stack, inv = environment.stack, environment.inventory
     transport, balancer = environment.transport, environment.balancer
     services = []
-    in_maintenance = _maintenance_view(balancer)
+    in_maintenance = _maintenance_view(balancer) if stack.balanced else {}
     for svc in stack.services.values():
         hosts = inv.group(svc.group)
         deps = engine.Deps(service=svc, hosts={h.name: h for h in hosts}, transport=transport, balancer=balancer)
@@ -44,14 +46,15 @@ def collect(environment: Environment) -> dict:
         rows = [{"host": n, **{k: f.get(k) for k in ("current", "previous", "releases", "active")},
                  **({"error": f["error"]} if "error" in f else {})}
                 for n, f in facts.items()]
-        view = _balancer_view(balancer, svc.backend)
+        view = _balancer_view(balancer, svc.backend) if svc.balancer else {"*": NOT_BALANCED}
         for r in rows:
             r["balancer"] = view.get(r["host"], view.get("*", "not in balancer"))
         holder = environment.lock(svc.name).holder()
-        services.append({"service": svc.name, "versions": sorted({r["current"] for r in rows if r["current"]}),
+        services.append({"service": svc.name, "kind": svc.kind, "balanced": svc.balancer is not None,
+                         "versions": sorted({r["current"] for r in rows if r["current"]}),
                          "hosts": rows,
                          "maintenance": {"on": svc.backend in in_maintenance,
                                          "retry_after": in_maintenance.get(svc.backend),
-                                         "error": in_maintenance.get("*")},
+                                         "error": in_maintenance.get("*")} if svc.balancer else None,
                          "lock": {**holder.as_dict(), "describe": holder.describe()} if holder else None})
     return {"env": environment.name, "services": services}

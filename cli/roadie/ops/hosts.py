@@ -24,7 +24,7 @@ from roadie.state import table
 class Target:
     environment: Environment
     host: str
-    service: model.Service
+    service: model.Tier
     deps: engine.Deps
 
     @property
@@ -32,15 +32,17 @@ class Target:
         return list(self.deps.hosts)
 
 
-def service_of(inv: inventory.Inventory, stack: model.Stack, host: str) -> model.Service:
-    """The service a host serves behind the balancer; unknown hosts and hosts behind no balancer are bad input."""
+def service_of(inv: inventory.Inventory, stack: model.Stack, host: str) -> model.Tier:
+    """The tier a host serves behind the balancer; unknown hosts and hosts behind no balancer are bad input."""
     if host not in inv.hosts:
         raise BadInput(f"Unknown host '{host}': the {inv.env} inventory has {', '.join(inv.hosts)}.")
-    for svc in stack.services.values():
+    for svc in stack.balanced:
         if svc.group in inv.hosts[host].groups:
             return svc
-    raise BadInput(f"{host} is behind no balancer (it serves none of {', '.join(stack.services)}); "
-                   "only service hosts can be drained or enabled.")
+    runs = [s.name for s in stack.services.values() if s.group in inv.hosts[host].groups]
+    raise BadInput(f"{host} is behind no balancer (it serves none of {', '.join(s.name for s in stack.balanced)}"
+                   + (f"; it runs {', '.join(runs)}, which the balancer does not front" if runs else "")
+                   + "); only hosts behind the balancer can be drained or enabled.")
 
 
 def target(environment: Environment, host: str, emit=lambda ev: None) -> Target:

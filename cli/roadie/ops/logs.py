@@ -1,7 +1,8 @@
 """Logs: a tier's journal on every host at once, each line prefixed with its host.
 
-The unit of each host comes from what it runs: a service host its service, the
-load balancer HAProxy, a database host PostgreSQL. `--grep` filters on the
+The units of each host come from what it runs: a tier's host the units its
+kind names (model.Tier.log_units), the load balancer HAProxy, a database host
+Patroni, etcd and PostgreSQL. `--grep` filters on the
 host (less to carry), `--lines` keeps the last N matching lines per host.
 
 Hosts with the same units are asked together, through the transport's
@@ -25,7 +26,7 @@ READ_SECONDS = 300  # one host's read of its journal (a --since far back, a --gr
 
 def units(stack: model.Stack, host: inventory.Host) -> list[str]:
     """The systemd units whose journal is the host's log, from its groups."""
-    found = [f"{s.name}.service" for s in stack.services.values() if s.group in host.groups]
+    found = [u for s in stack.services.values() if s.group in host.groups for u in s.log_units]
     if stack.loadbalancer.group in host.groups:
         found.append("haproxy.service")
     if stack.database.group in host.groups:

@@ -26,9 +26,12 @@ def parse_switch(value: str) -> bool:
     return v == "on"
 
 
-def check(service: str, on: bool, retry_after: int) -> model.Service:
+def check(service: str, on: bool, retry_after: int) -> model.Tier:
     """The service, or BadInput before anything is read or changed."""
     svc = model.load().service(service)
+    if svc.balancer is None:
+        raise BadInput(f"{service} is not behind the balancer (its model entry has no balancer section): it has "
+                       "no route to answer 503 on.")
     if on and not 1 <= retry_after <= 86400:
         raise BadInput("--retry-after must be between 1 and 86400 seconds.")
     return svc
@@ -44,7 +47,7 @@ def switch(environment: Environment, service: str, on: bool, retry_after: int = 
     balancer = environment.balancer
     before = balancer.maintenance()
     was = svc.backend in before
-    doc = {"service": service, "backend": svc.backend, "route": svc.route_prefix, "was_on": was,
+    doc = {"service": service, "backend": svc.backend, "route": svc.balancer.route_prefix, "was_on": was,
            "on": on, "retry_after": retry_after if on else None, "balancers": balancer.names,
            "changed": was != on or (on and before.get(svc.backend) != retry_after)}
     if plan_only:
