@@ -14,8 +14,13 @@ from roadie.errors import BadInput
 
 
 def settings(env: str) -> dict:
-    """Endpoint, region and bucket names from the environment's inventory vars."""
-    any_vars = inventory.load(env).env_vars
+    """Endpoint, region and bucket names from the environment's inventory vars (a command with an Environment
+    asks it instead: its inventory is read once)."""
+    return settings_of(inventory.load(env).env_vars)
+
+
+def settings_of(any_vars: dict) -> dict:
+    """Endpoint, region and bucket names from an inventory's shared vars."""
     return {
         # ROADIE_AWS_ENDPOINT_URL points any environment at another API (a test's moto).
         "endpoint_url": os.environ.get("ROADIE_AWS_ENDPOINT_URL") or any_vars.get("roadie_aws_endpoint_url"),

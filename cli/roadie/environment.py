@@ -70,25 +70,28 @@ class Environment:
         from roadie import transport
 
         return self._once("transport", lambda: transport.for_env(
-            self.name, str(self.vars.get("roadie_connection", "ssh"))))
+            self.name, str(self.vars.get("roadie_connection", "ssh")), inventory=self.inventory,
+            client=self.client, bucket=self.bucket))
 
     @property
     def balancer(self):
         """The balancer the inventory names (roadie_balancer: haproxy or elbv2), over this transport."""
         from roadie import balancer
 
-        return self._once("balancer", lambda: balancer.for_inventory(self.inventory, self.transport, self.stack))
+        return self._once("balancer", lambda: balancer.for_inventory(self.inventory, self.transport, self.stack,
+                                                                     client=self.client))
 
-    def client(self, service: str):
-        """One boto3 client per AWS service for the whole command (a client costs ~0.1 s to make; boto3's
-        default session makes them one at a time), usable from any thread."""
+    def client(self, service: str, config=None):
+        """One boto3 client per AWS service (and botocore Config) for the whole command (a client costs ~0.1 s
+        to make; boto3's default session makes them one at a time), usable from any thread."""
         from roadie import aws
 
         def make():
-            endpoint = aws.settings(self.name)
-            return aws.client(service, endpoint_url=endpoint["endpoint_url"], region=endpoint["region"])
+            endpoint = aws.settings_of(self.vars)
+            return aws.client(service, endpoint_url=endpoint["endpoint_url"], region=endpoint["region"],
+                              config=config)
 
-        return self._once(f"client:{service}", make)
+        return self._once(f"client:{service}" + (f":{id(config)}" if config is not None else ""), make)
 
     def table(self) -> tuple[object, str]:
         """The deploys table's client and name; made (on an emulator) or checked once."""

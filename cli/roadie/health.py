@@ -26,8 +26,7 @@ MAX_BACKUP_AGE = 26 * 3600
 
 def collect(environment: Environment, threshold: int = disk.DEFAULT_THRESHOLD) -> dict:
     started = time.monotonic()
-    inv = environment.inventory
-    environment.transport, environment.balancer, environment.table()  # made once, before the threads share them
+    inv = environment.inventory  # the threads share the environment's transport, balancer and table (made once)
     with ThreadPoolExecutor(max_workers=4) as pool:
         status = pool.submit(st.collect, environment)
         disks = pool.submit(disk.usage, environment, None, 3)

@@ -37,7 +37,7 @@ class Fake:
         self.calls: list[tuple] = []
 
     @classmethod
-    def from_inventory(cls, inv, transport, stack):
+    def from_inventory(cls, inv, transport, stack, client=None):
         return cls([h.name for svc in stack.services.values() for h in inv.group(svc.group)])
 
     def servers(self, backend):

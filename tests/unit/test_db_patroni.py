@@ -97,7 +97,7 @@ def test_one_transport_serves_every_read_of_a_command(monkeypatch):
         def close(self):
             closed.append(self)
 
-    monkeypatch.setattr(transport, "for_env", lambda env, kind: made.append(Transport()) or made[-1])
+    monkeypatch.setattr(transport, "for_env", lambda env, kind, **_: made.append(Transport()) or made[-1])
     with Environment.load("local") as environment:
         assert ops.status(environment)["leader"] == "db-1"
         assert backups.plan_backup(environment)["on"] == "db-1"

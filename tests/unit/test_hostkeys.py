@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from click.testing import CliRunner
 
-from roadie import aws, confirm, hostkeys, inventory
+from roadie import confirm, hostkeys, inventory
 from roadie.errors import BadInput
 from roadie.inventory import Host, Inventory
 from roadie.main import main
@@ -305,7 +305,7 @@ def cli(monkeypatch, tmp_path):
 
     def invoke(*args, input=None, output="json"):
         state["ec2"] = Consoles(state["consoles"])
-        monkeypatch.setattr(aws, "env_client", lambda env, service: state["ec2"].client)
+        monkeypatch.setattr(Environment, "client", lambda self, service, config=None: state["ec2"].client)
         res = CliRunner().invoke(main, ["--env", "staging", "--output", output, "hosts", "pin-keys", *args],
                                  input=input)
         lines = [json.loads(line) for line in res.stdout.splitlines()] if output == "json" else []

@@ -255,6 +255,10 @@ class Fanned:
 
     made: list = []
 
+    @classmethod
+    def from_environment(cls, env, **_environment):
+        return cls(env)
+
     def __init__(self, env):
         self.env, self.asked, self.closed = env, [], False
         Fanned.made.append(self)

@@ -185,9 +185,8 @@ def test_what_needs_the_balancer_is_refused_for_a_worker(environment, act, messa
     assert lb.calls == [] and not [w for _, w in fake.calls if w != "reading the release state"]
 
 
-def test_maintenance_of_a_worker_is_refused(environment, monkeypatch):
+def test_maintenance_of_a_worker_is_refused(environment):
     env, _, lb = environment
-    monkeypatch.setattr(model, "load", lambda: env.stack)
     with pytest.raises(BadInput, match="orders is not behind the balancer"):
         maintenance.switch(env, "orders", True)
     assert lb.calls == []

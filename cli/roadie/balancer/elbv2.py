@@ -57,9 +57,10 @@ class ELBv2:
         self._arns: dict[str, str] = {}
 
     @classmethod
-    def from_inventory(cls, inv, transport, stack) -> ELBv2:
-        hosts = [h for svc in stack.services.values() for h in inv.group(svc.group)]
-        return cls(inv.env, hosts, target_groups=inv.env_vars.get("roadie_target_groups"), stack=stack)
+    def from_inventory(cls, inv, transport, stack, client=None) -> ELBv2:
+        hosts = [h for svc in stack.balanced for h in inv.group(svc.group)]
+        return cls(inv.env, hosts, client=client("elbv2") if client else None,
+                   target_groups=inv.env_vars.get("roadie_target_groups"), stack=stack)
 
     def _tg_name(self, backend: str) -> str:
         return self.target_groups.get(backend) or target_group_name(self.env, backend)

@@ -33,7 +33,8 @@ class HAProxy:
         self.names = [h.name for h in hosts]
 
     @classmethod
-    def from_inventory(cls, inv, transport, stack) -> HAProxy:
+    def from_inventory(cls, inv, transport, stack, client=None) -> HAProxy:
+        """HAProxy is asked over the transport, on the balancer hosts: no AWS client (`client` unused)."""
         lb = stack.loadbalancer
         return cls(transport, inv.group(lb.group), lb.admin_socket, lb.maintenance_map)
 

@@ -58,7 +58,7 @@ def pin_keys(ctx, selection, plan_only, yes):
     A host with no key in its console (just booted: EC2 has the output a few
     minutes later) is reported, the others pinned, and the exit code is 1.
     """
-    from roadie import aws, hostkeys, inventory
+    from roadie import hostkeys
     from roadie.confirm import confirm
     from roadie.events import event
     from roadie.ops import common
@@ -67,12 +67,13 @@ def pin_keys(ctx, selection, plan_only, yes):
     env = ctx.obj.env
     out = output.of(ctx)
     names = common.selection(selection, "--hosts")  # given empty: refused before the inventory is read
-    inv = inventory.load(env)
+    environment = ctx.obj.environment
+    inv = environment.inventory
     targets = hostkeys.targets(inv.select(names), list(inv.hosts.values()))
     known_hosts = ssh_files(env)[1]
     started = time.time()
     with out.progress(f"reading the console output of {len(targets)} instance(s)"):
-        outcomes = hostkeys.read_consoles(aws.env_client(env, "ec2"), targets)
+        outcomes = hostkeys.read_consoles(environment.client("ec2"), targets)
     existing = known_hosts.read_text() if known_hosts.exists() else ""
     text = hostkeys.pin(existing, outcomes)
 

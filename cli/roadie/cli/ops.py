@@ -84,7 +84,7 @@ def maintenance(ctx, service, state, retry_after, message, plan_only, yes):
 
     on = mt.parse_switch(state)
     out = output.of(ctx)
-    mt.check(service, on, retry_after)  # bad input refused before the prompt
+    mt.check(ctx.obj.environment.stack, service, on, retry_after)  # bad input refused before the prompt
     if not plan_only:
         confirm(ctx, f"turn maintenance {state} for {service}", yes)
     doc = mt.switch(ctx.obj.environment, service, on, retry_after, message, plan_only)

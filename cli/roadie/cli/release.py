@@ -25,15 +25,15 @@ def _local_artifact(service: str, version: str):
     return path
 
 
-def _bucket_client(env: str):
+def _bucket_client(ctx):
+    """The command's environment's S3 client and artifacts bucket."""
     from botocore.exceptions import BotoCoreError
 
-    from roadie import aws
-
+    environment = ctx.obj.environment
     try:
-        return aws.env_client(env, "s3"), aws.bucket(env, "artifacts")
+        return environment.client("s3"), environment.bucket("artifacts")
     except BotoCoreError as exc:
-        raise OperationFailed(f"Cannot reach the {env} AWS API: {exc}") from None
+        raise OperationFailed(f"Cannot reach the {environment.name} AWS API: {exc}") from None
 
 
 def _aws_errors(fn, env: str):
@@ -99,7 +99,7 @@ def publish(ctx, service, version, yes):
     artifact.verify(path, service, version)  # before any AWS call: a bad artifact is bad input
     env = ctx.obj.env
     confirm.confirm(ctx, f"publish {service} {version} to {env}", yes)
-    s3, bucket = _bucket_client(env)
+    s3, bucket = _bucket_client(ctx)
     result = _aws_errors(lambda: pub.publish(s3, bucket, path, service, version, verified=True), env)
     verb = "published" if result["result"] == "published" else "already published (identical)"
     output.of(ctx).result(result, f"{service} {version} {verb}: s3://{bucket}/{result['key']} "
@@ -117,7 +117,7 @@ def list_(ctx, service):
     out = output.of(ctx)
     artifact.service_dir(service)
     env = ctx.obj.env
-    s3, bucket = _bucket_client(env)
+    s3, bucket = _bucket_client(ctx)
     rows = _aws_errors(lambda: pub.list_versions(s3, bucket, service), env)
     if not rows:
         out.result({"service": service, "env": env, "versions": rows}, f"no published versions of {service} in {env}")

@@ -26,9 +26,9 @@ def parse_switch(value: str) -> bool:
     return v == "on"
 
 
-def check(service: str, on: bool, retry_after: int) -> model.Tier:
+def check(stack: model.Stack, service: str, on: bool, retry_after: int) -> model.Tier:
     """The service, or BadInput before anything is read or changed."""
-    svc = model.load().service(service)
+    svc = stack.service(service)
     if svc.balancer is None:
         raise BadInput(f"{service} is not behind the balancer (its model entry has no balancer section): it has "
                        "no route to answer 503 on.")
@@ -43,7 +43,7 @@ def switch(environment: Environment, service: str, on: bool, retry_after: int = 
 
     `plan_only` reads and changes nothing.
     """
-    svc = check(service, on, retry_after)
+    svc = check(environment.stack, service, on, retry_after)
     balancer = environment.balancer
     before = balancer.maintenance()
     was = svc.backend in before

@@ -20,12 +20,6 @@ def name_for(inv) -> str:
     return str(inv.env_vars.get("roadie_deploy_table") or f"roadie-{inv.env}-deploys")
 
 
-def client(env: str):
-    from roadie import aws
-
-    return aws.env_client(env, "dynamodb")
-
-
 def ensure(ddb, table: str, emulated: bool) -> None:
     """Create the table on an emulator; on AWS it must exist (Pulumi owns it)."""
     from botocore.exceptions import BotoCoreError, ClientError

@@ -35,6 +35,11 @@ class Transport(Protocol):
     kind: str  # ssh | ssm (what registry.KINDS maps an inventory's roadie_connection to)
     streams: bool  # on_line gets lines as the hosts write them (SSH); False: when each host's command ends (SSM)
 
+    @classmethod
+    def from_environment(cls, env: str, *, inventory=None, client=None, bucket=None) -> Transport:
+        """What the registry makes: from the Environment's inventory, boto3 `client(service, config)` and
+        `bucket(kind)`, so a command reads its inventory and makes its AWS clients once."""
+
     def run(self, host: Host, command: str, what: str, timeout: float | None = None) -> str:
         """stdout of `command` on `host` within `timeout` s (the transport's step bound if None); OperationFailed
         (or HostUnreachable) naming host, step (`what`) and the remote error otherwise."""

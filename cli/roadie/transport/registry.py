@@ -19,6 +19,7 @@ def kind_of(env: str, connection: str = "ssh") -> type:
                        f"(known: {', '.join(KINDS)}).") from None
 
 
-def for_env(env: str, connection: str = "ssh"):
-    """The transport an inventory asks for (roadie_connection)."""
-    return kind_of(env, connection)(env)
+def for_env(env: str, connection: str = "ssh", *, inventory=None, client=None, bucket=None):
+    """The transport an inventory asks for (roadie_connection). From an Environment: its `inventory`, its
+    `client(service, config)` and `bucket(kind)`, so the transport reads no inventory of its own."""
+    return kind_of(env, connection).from_environment(env, inventory=inventory, client=client, bucket=bucket)

@@ -183,6 +183,11 @@ class SSH:
     kind = "ssh"
     streams = True
 
+    @classmethod
+    def from_environment(cls, env: str, **_environment) -> SSH:
+        """For the registry: SSH needs only the environment's name (its key and known_hosts files)."""
+        return cls(env)
+
     def __init__(self, env: str):
         self.env = env
         self._conns: dict[str, object] = {}
