@@ -104,7 +104,44 @@ def register(cls: type[Tier]) -> type[Tier]:
     return cls
 
 
+@register
+class Job(Tier):
+    """A scheduled batch job: NAME.timer starts NAME.service on `schedule` (systemd OnCalendar); a run may take
+    `timeout` seconds. The timer is what a host runs it as: a deploy re-arms the timer and never restarts a
+    run in progress (the run keeps the release it started from)."""
+
+    kind: Literal["job"] = "job"
+    schedule: str = Field(min_length=1, pattern=r"^[^\n'\"\\]+$")
+    timeout: int = Field(ge=1, le=7 * 86400)
+    min_healthy: int = Field(default=0, ge=0)
+
+    @property
+    def unit(self) -> str:
+        return f"{self.name}.timer"
+
+    @property
+    def log_units(self) -> list[str]:
+        return [f"{self.name}.service", self.unit]  # the runs' output, and the timer's own lines (missed runs)
+
+
 register(Service)
+
+
+def check_schedule(job: Job) -> None:
+    """The job's schedule through systemd's own parser (systemd-analyze calendar), before it reaches a host;
+    BadInput naming the job when systemd refuses it. Where systemd-analyze is absent (an operator's Mac) the
+    hosts' systemd is the first to read it."""
+    import shutil
+    import subprocess
+
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return
+    done = subprocess.run([tool, "calendar", job.schedule], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["refused"])[-1]
+        raise BadInput(f"services.{job.name}.schedule: systemd does not read '{job.schedule}' as a calendar "
+                       f"event ({why}); e.g. '*-*-* 03:00:00' or 'daily'.")
 
 
 class LoadBalancer(_Model):
@@ -162,6 +199,11 @@ class Stack(_Model):
             if len(seen) != len(set(seen)):
                 raise ValueError(f"two services share a {field}: {sorted(seen)}")
         return self
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The scheduled jobs, in the model's order."""
+        return [s for s in self.services.values() if isinstance(s, Job)]
 
     @property
     def balanced(self) -> list[Tier]:

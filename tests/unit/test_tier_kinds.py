@@ -67,7 +67,7 @@ def test_an_entry_is_validated_by_the_model_of_its_kind(worker_kind):
 
 
 @pytest.mark.parametrize(("orders", "message"), [
-    ({"kind": "cron"}, "stack.yml: services.orders.kind: 'cron' is not a tier kind (known: service, worker)."),
+    ({"kind": "cron"}, "stack.yml: services.orders.kind: 'cron' is not a tier kind (known: job, service, worker)."),
     ({"queue": None}, "stack.yml: services.orders.queue: Input should be a valid string."),
     ({"port": 9000}, "stack.yml: services.orders.port: Extra inputs are not permitted."),
     ({"balancer": {"route_prefix": "/orders", "backend": "orders"}},
@@ -81,7 +81,7 @@ def test_a_bad_entry_is_one_line_naming_it(worker_kind, orders, message):
 
 
 def test_without_the_kind_registered_the_entry_is_refused():
-    with pytest.raises(BadInput, match=r"'worker' is not a tier kind \(known: service\)"):
+    with pytest.raises(BadInput, match=r"'worker' is not a tier kind \(known: job, service\)"):
         model.parse(stack_doc())
 
 

@@ -10,7 +10,7 @@ import os
 import subprocess
 from typing import Callable
 
-from roadie import inventory, paths
+from roadie import inventory, model, paths
 from roadie.commands import ansible as cmd
 from roadie.errors import BadInput
 
@@ -45,6 +45,8 @@ def prepare(env: str, *, playbook: str = "site.yml", limit: str | None = None, t
         raise BadInput(f"No playbook {playbook} in playbooks/.")
     if limit:
         inventory.load(env).select(limit)  # an unknown host or group is bad input
+    for job in model.load().jobs:  # a schedule systemd would refuse stops here, before any host is touched
+        model.check_schedule(job)
     found = mitogen_dir()
     chosen = "linear" if stock else cmd.choose_strategy(strategy, found)
     state = paths.state_dir(env)
