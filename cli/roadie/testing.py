@@ -723,7 +723,7 @@ def engine_deps(hosts: Iterable[str] | int = 4, *, svc: Service | None = None,
     Over `transport`, or a FakeTransport of `hosts` made with `hosts_are` (bad=, dead=, faults=, on_step=,
     current=, ...: every host on 1.0.0, previous 0.9.0, by default), and `balancer`, or a FakeBalancer with
     every server UP (False: no balancer, a bring-up). Events are collected in the rig; the engine sleeps on
-    `clock` (a FakeClock of its own if none is given).
+    `clock` and reads its deadlines from it (a FakeClock of its own if none is given).
     """
     from roadie.deploy import engine  # a higher layer: imported only by the test that asks for it
 
@@ -736,6 +736,7 @@ def engine_deps(hosts: Iterable[str] | int = 4, *, svc: Service | None = None,
     if balancer is True:
         balancer = FakeBalancer(hosts)
     events: list[Event] = []
+    clock = clock or FakeClock()
     d = engine.Deps(service=svc, hosts=tier(hosts, svc.group), transport=transport, balancer=balancer or None,
-                    emit=events.append, sleep=(clock or FakeClock()).sleep, health_seconds=health_seconds)
+                    emit=events.append, sleep=clock.sleep, clock=clock.monotonic, health_seconds=health_seconds)
     return Rig(d, transport, balancer or None, events)

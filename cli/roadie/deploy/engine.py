@@ -63,6 +63,7 @@ class Deps:
     stop_reason: str | None = None
     health_seconds: int = 60
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic  # the deadlines' and the steps' clock (a FakeClock in tests)
     # Hosts this run found broken: out of service whatever the balancer says yet
     # (HAProxy marks a dead server DOWN only after fall x inter seconds).
     known_down: set[str] = field(default_factory=set)
@@ -143,7 +144,7 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
         if facts[name]["disk_free"] < need:
             raise HostFailed(name, "stage", f"{facts[name]['disk_free'] // 2**20} MiB free under "
                                             f"{cmd.base(svc)}, {need // 2**20} MiB needed")
-        started = time.monotonic()
+        started = d.clock()
         try:
             d.transport.put(host, tarball, cmd.incoming(svc, version))
             d.transport.run(host, cmd.unpack(svc, version, sha256), "unpacking", timeout=STEP_SECONDS["stage"])
@@ -154,7 +155,7 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
             except OperationFailed:  # a host that stopped answering keeps its leftovers; the stage's error stands
                 pass
             raise HostFailed(name, "stage", exc.message) from None
-        secs = round(time.monotonic() - started, 3)
+        secs = round(d.clock() - started, 3)
         d.emit(event(Kind.STAGED, f"  {name}: {version} staged ({secs:.1f} s)", host=name, version=version,
                      seconds=secs))
 
@@ -162,9 +163,9 @@ def stage(d: Deps, names: list[str], version: str, tarball: Path, sha256: str, f
 
 
 def migrate(d: Deps, name: str, version: str) -> None:
-    started = time.monotonic()
+    started = d.clock()
     d.transport.run(d.hosts[name], cmd.migrate(version), "migrating the database", timeout=STEP_SECONDS["migrate"])
-    secs = round(time.monotonic() - started, 3)
+    secs = round(d.clock() - started, 3)
     d.emit(event(Kind.MIGRATED, f"  migrations of {version} applied from {name} ({secs:.1f} s)", host=name,
                  version=version, seconds=secs))
 
@@ -203,7 +204,7 @@ def _await(d: Deps, names: list[str], ok: Callable[[Server], bool], timeout: flo
     Returns the hosts still short of it, with their last state: reads grow with
     batches and poll rounds, never with the hosts in a batch.
     """
-    deadline = time.monotonic() + timeout
+    deadline = d.clock() + timeout
     waiting = list(names)
     while True:
         view = d.balancer.servers(d.service.backend)
@@ -211,7 +212,7 @@ def _await(d: Deps, names: list[str], ok: Callable[[Server], bool], timeout: flo
         if missing:
             raise OperationFailed(f"{', '.join(missing)} not in the balancer's {d.service.backend} backend")
         short = {n: view[n] for n in waiting if not ok(view[n])}
-        if not short or time.monotonic() >= deadline:
+        if not short or d.clock() >= deadline:
             return short
         waiting = list(short)
         d.sleep(POLL)
@@ -231,12 +232,12 @@ def rotate(d: Deps, rs: list[HostResult], pool: ThreadPoolExecutor) -> list[Host
     health-checked on its own (in `pool`); the healthy ones are enabled and the
     balancer again read once per poll until all are UP.
     """
-    clock = {r.host: time.monotonic() for r in rs}
+    clock = {r.host: d.clock() for r in rs}
     step = {r.host: "drain" for r in rs}
     svc = d.service
 
     def done(r: HostResult, what: str) -> None:
-        now = time.monotonic()
+        now = d.clock()
         r.steps[what] = now - clock[r.host]
         clock[r.host] = now
         d.emit(event(Kind.HOST_STEP, f"    {r.host}: {what} ({r.steps[what]:.1f} s)", host=r.host, step=what,
@@ -353,7 +354,7 @@ def _capacity(d: Deps, batch: list[str], min_healthy: int) -> tuple[list[str], s
     another tool just restarted it) are waited for, CAPACITY_WAIT at most, shown once; a peer drained or
     in maintenance by hand, or down indeed (no answer, its unit not running), is refused at once.
     """
-    deadline = time.monotonic() + CAPACITY_WAIT
+    deadline = d.clock() + CAPACITY_WAIT
     announced = False
     probed: set[str] = set()
     while True:
@@ -372,7 +373,7 @@ def _capacity(d: Deps, batch: list[str], min_healthy: int) -> tuple[list[str], s
                            for n in out)
         why = (f"taking {batch[0]} out would leave fewer than {min_healthy} healthy {d.service.name} host(s) "
                f"(out of service now: {states or 'none'})")
-        if not returning or time.monotonic() >= deadline:
+        if not returning or d.clock() >= deadline:
             return [], why + (f"; still not UP after {CAPACITY_WAIT:.0f} s" if returning else "")
         if not announced:
             d.emit(event(Kind.CAPACITY_WAITING, f"waiting up to {CAPACITY_WAIT:.0f} s for "
