@@ -1,0 +1,1 @@
+"""The recommender batch job: nightly per-listener track recommendations from play history."""
