@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -231,6 +232,9 @@ def _where(exc: ValidationError, prefix: tuple = ()) -> str:
 
 def _tier(name: str, body: dict) -> Tier:
     """One entry, validated by the model of its kind (`service` when it names none)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", str(name)):
+        raise _BadTier(f"services.{name}: a tier's name is a lowercase word (letters, digits, _): it names its "
+                       "user, unit, directories, environment variables and the stack's roadie:<tier> setting.")
     kind = body.get("kind", "service")
     if kind not in KINDS:
         raise _BadTier(f"services.{name}.kind: '{kind}' is not a tier kind (known: {', '.join(sorted(KINDS))}).")

@@ -80,6 +80,15 @@ def test_a_bad_entry_is_one_line_naming_it(worker_kind, orders, message):
     assert bad.value.message == message
 
 
+@pytest.mark.parametrize("name", ["order-worker", "Orders", "9orders", "orders.v2"])
+def test_a_tier_name_that_cannot_name_a_unit_and_a_variable_is_refused(worker_kind, name):
+    doc = stack_doc()
+    doc["roadie_services"][name] = doc["roadie_services"].pop("orders")
+    with pytest.raises(BadInput) as bad:
+        model.parse(doc)
+    assert bad.value.message.startswith(f"stack.yml: services.{name}: a tier's name is a lowercase word")
+
+
 def test_without_the_kind_registered_the_entry_is_refused():
     with pytest.raises(BadInput, match=r"'worker' is not a tier kind \(known: job, service\)"):
         model.parse(stack_doc())
