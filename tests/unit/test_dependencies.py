@@ -33,7 +33,7 @@ LOCAL_ROOTS = [ROOT, ROOT / "cli", ROOT / "infra", ROOT / "infra" / "policies", 
 
 # Never in the runtime lock: test runners, linters, plotting, the AWS emulator.
 DEV_ONLY = {"moto", "pytest", "pytest-xdist", "pytest-testinfra", "ruff", "ansible-lint", "matplotlib",
-            "numpy", "flask", "psycopg", "werkzeug", "filelock", "gunicorn"}
+            "numpy", "flask", "psycopg", "werkzeug", "filelock", "gunicorn", "pandas", "scipy", "scikit-learn"}
 # Declared though no module imports them: what each is for.
 USED_WITHOUT_IMPORT = {
     "ansible": "ansible-playbook's collections (amazon.aws: the aws_ec2 inventories, the ssm_parameter lookups)",
@@ -41,6 +41,8 @@ USED_WITHOUT_IMPORT = {
     "ruff": "make lint",
     "pytest-xdist": "pytest -n (make test-unit)",
     "gunicorn": "the service tests run the services under python -m gunicorn",
+    "scipy": "the recommender's tests run its code (services/recommender: scipy.sparse), which has its own lock",
+    "scikit-learn": "the recommender's tests run its code (services/recommender: sklearn), which has its own lock",
 }
 # pip-compile leaves these out of a lock (the venv brings its own).
 NOT_PINNED = {"pip", "setuptools"}
