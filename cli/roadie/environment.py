@@ -81,17 +81,19 @@ class Environment:
         return self._once("balancer", lambda: balancer.for_inventory(self.inventory, self.transport, self.stack,
                                                                      client=self.client))
 
-    def client(self, service: str, config=None):
-        """One boto3 client per AWS service (and botocore Config) for the whole command (a client costs ~0.1 s
-        to make; boto3's default session makes them one at a time), usable from any thread."""
+    def client(self, service: str, retries: dict | None = None):
+        """One boto3 client per AWS service (and retry settings: botocore's `retries`) for the whole command (a
+        client costs ~0.1 s to make; boto3's default session makes them one at a time), usable from any thread."""
         from roadie import aws
 
         def make():
+            from botocore.config import Config
+
             endpoint = aws.settings_of(self.vars)
             return aws.client(service, endpoint_url=endpoint["endpoint_url"], region=endpoint["region"],
-                              config=config)
+                              config=Config(retries=dict(retries)) if retries else None)
 
-        return self._once(f"client:{service}" + (f":{id(config)}" if config is not None else ""), make)
+        return self._once(f"client:{service}:{sorted((retries or {}).items())}", make)
 
     def table(self) -> tuple[object, str]:
         """The deploys table's client and name; made (on an emulator) or checked once."""

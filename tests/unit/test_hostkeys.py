@@ -305,7 +305,7 @@ def cli(monkeypatch, tmp_path):
 
     def invoke(*args, input=None, output="json"):
         state["ec2"] = Consoles(state["consoles"])
-        monkeypatch.setattr(Environment, "client", lambda self, service, config=None: state["ec2"].client)
+        monkeypatch.setattr(Environment, "client", lambda self, service, retries=None: state["ec2"].client)
         res = CliRunner().invoke(main, ["--env", "staging", "--output", output, "hosts", "pin-keys", *args],
                                  input=input)
         lines = [json.loads(line) for line in res.stdout.splitlines()] if output == "json" else []

@@ -114,12 +114,10 @@ def plan_restore(environment: Environment, backup_id: str | None, target: str | 
             raise OperationFailed(f"{', '.join(missing)} not in the cluster: a restore over the live cluster "
                                   "replaces every member's data (see `roadie db status`).")
         standbys, clients = sorted(set(hosts) - {lead.name}), live_clients(environment)
+        answering = [s.name for s in clients if s.balancer]  # 503 meanwhile; the clients behind none are only locked
         return {**point, "on": lead.name, "standbys": standbys, "cluster": live.scope(),
-                "stamp": f"{now:%Y%m%dT%H%M%S}", "clients": [s.name for s in clients],
-                # the clients behind the balancer answer 503 meanwhile; the others are only locked
-                "maintenance": [s.name for s in clients if s.balancer],
-                "steps": live.steps(lead.name, standbys, chosen.backup_id, point["target_time"],
-                                    [s.name for s in clients if s.balancer])}
+                "stamp": f"{now:%Y%m%dT%H%M%S}", "clients": [s.name for s in clients], "maintenance": answering,
+                "steps": live.steps(lead.name, standbys, chosen.backup_id, point["target_time"], answering)}
     on = scratch_host(found, hosts)
     return {**point, "on": on.name, "port": barman.SCRATCH_PORT, "datadir": barman.SCRATCH_DIR}
 

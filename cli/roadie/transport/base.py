@@ -37,7 +37,7 @@ class Transport(Protocol):
 
     @classmethod
     def from_environment(cls, env: str, *, inventory=None, client=None, bucket=None) -> Transport:
-        """What the registry makes: from the Environment's inventory, boto3 `client(service, config)` and
+        """What the registry makes: from the Environment's inventory, boto3 `client(service, retries)` and
         `bucket(kind)`, so a command reads its inventory and makes its AWS clients once."""
 
     def run(self, host: Host, command: str, what: str, timeout: float | None = None) -> str:

@@ -21,5 +21,5 @@ def kind_of(env: str, connection: str = "ssh") -> type:
 
 def for_env(env: str, connection: str = "ssh", *, inventory=None, client=None, bucket=None):
     """The transport an inventory asks for (roadie_connection). From an Environment: its `inventory`, its
-    `client(service, config)` and `bucket(kind)`, so the transport reads no inventory of its own."""
+    `client(service, retries)` and `bucket(kind)`, so the transport reads no inventory of its own."""
     return kind_of(env, connection).from_environment(env, inventory=inventory, client=client, bucket=bucket)

@@ -61,17 +61,13 @@ def instance_id(host: Host) -> str:
     return str(iid)
 
 
-def _polling_config():
-    from botocore.config import Config
-
-    return Config(retries=dict(RETRIES))
-
-
 def polling_client(env: str):
     """The environment's SSM client with botocore's adaptive retries: polling many invocations is throttled."""
+    from botocore.config import Config
+
     from roadie import aws
 
-    return aws.env_client(env, "ssm", config=_polling_config())
+    return aws.env_client(env, "ssm", config=Config(retries=dict(RETRIES)))
 
 
 def output_key(command_id: str, iid: str, stream: str) -> str:
@@ -105,8 +101,7 @@ class SSM:
         """For the registry: with an Environment's `client` and `bucket`, no client or inventory of its own."""
         if client is None:
             return cls(env, inventory=inventory)
-        return cls(env, ssm=client("ssm", _polling_config()), s3=client("s3"), bucket=bucket("artifacts"),
-                   inventory=inventory)
+        return cls(env, ssm=client("ssm", RETRIES), s3=client("s3"), bucket=bucket("artifacts"), inventory=inventory)
 
     def __init__(self, env: str, ssm=None, s3=None, bucket: str | None = None, poll: float = 1.0,
                  command_seconds: int = COMMAND_SECONDS, sleep=time.sleep, clock=time.monotonic,
