@@ -23,7 +23,7 @@ from roadie.commands import release_host as cmd
      'cd /srv/catalog && old=$(readlink current || true) && if [ -n "$old" ] && [ "$old" != releases/1.2.0 ]; '
      'then ln -sfn "$old" previous.new && mv -T previous.new previous; fi && '
      "ln -sfn releases/1.2.0 current.new && mv -T current.new current"),
-    (cmd.restart, ("streaming",), "systemctl restart streaming.service"),
+    (cmd.restart, ("streaming.service",), "systemctl restart streaming.service"),
     (cmd.migrate, ("2.0.0",),
      "runuser -u catalog -- sh -c 'set -a && . /srv/catalog/shared/catalog.env && set +a && "
      "exec /srv/catalog/releases/2.0.0/bin/migrate'"),
@@ -123,7 +123,7 @@ def test_facts_reports_links_releases_and_disk(tree):
     (tree / "svc/releases/2.0.0.unpacking").mkdir()
     run(in_tree(cmd.switch("svc", "1.0.0"), tree))
     run(in_tree(cmd.switch("svc", "1.1.0"), tree))
-    proc = run(in_tree(cmd.facts("svc"), tree))
+    proc = run(in_tree(cmd.facts("svc", "svc.service"), tree))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert (doc["current"], doc["previous"], doc["releases"]) == ("1.1.0", "1.0.0", ["1.0.0", "1.1.0"])

@@ -104,7 +104,8 @@ def test_the_transport_keeps_a_hosts_releases_as_the_real_commands_change_them()
     assert fake.previous["catalog-1"] == "1.0.0"
     fake.run("catalog-1", cmd.set_previous("catalog", "0.9.0"), "restoring previous", timeout=1)
     assert fake.previous["catalog-1"] == "0.9.0"
-    facts = json.loads(fake.run("catalog-1", cmd.facts("catalog"), "reading the release state", timeout=1))
+    facts = json.loads(fake.run("catalog-1", cmd.facts("catalog", "catalog.service"), "reading the release state",
+                                timeout=1))
     assert facts == {"current": "2.0.0", "previous": "0.9.0", "releases": ["0.9.0", "1.0.0", "2.0.0"],
                      "active": "active", "pid": 1, "disk_free": 10**12}
     fake.run("catalog-1", cmd.set_previous("catalog", None), "restoring previous", timeout=1)

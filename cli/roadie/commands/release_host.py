@@ -104,14 +104,14 @@ print(json.dumps({"current": link("current"), "previous": link("previous"), "rel
 """
 
 
-def facts(service: str, unit: str | None = None) -> str:
-    """One line of JSON: current and previous release, releases on disk, the state of its unit (NAME.service
-    unless the tier's kind says another), free bytes."""
-    return f"python3 -c {shlex.quote(FACTS)} {base(service)} {shlex.quote(unit or service + '.service')}"
+def facts(service: str, unit: str) -> str:
+    """One line of JSON: current and previous release, releases on disk, the state of `unit` (the tier's, as
+    its kind names it: model.Tier.unit), free bytes."""
+    return f"python3 -c {shlex.quote(FACTS)} {base(service)} {shlex.quote(unit)}"
 
 
-def restart(service: str, unit: str | None = None) -> str:
-    return f"systemctl restart {shlex.quote(unit or service + '.service')}"
+def restart(unit: str) -> str:
+    return f"systemctl restart {shlex.quote(unit)}"
 
 
 def wait_active(unit: str, seconds: int = 60) -> str:

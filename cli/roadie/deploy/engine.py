@@ -189,7 +189,7 @@ def _switch_steps(d: Deps, version: str) -> list[tuple[str, str, str, float]]:
     """(step, command, what, timeout) to put a drained host on `version`: switch, restart, health check."""
     svc = d.service
     return [("switch", cmd.switch(svc.name, version), "switching current", STEP_SECONDS["switch"]),
-            ("restart", cmd.restart(svc.name, svc.unit), "restarting", STEP_SECONDS["restart"]),
+            ("restart", cmd.restart(svc.unit), "restarting", STEP_SECONDS["restart"]),
             ("health", svc.health_check(version, d.health_seconds), "health check", d.health_seconds + HEALTH_SLACK)]
 
 
